@@ -1,0 +1,111 @@
+"""The model card: what an exported surrogate is, written by training beside `model.onnx`, read by the service.
+
+One pydantic model, so that training and serving cannot disagree about a field. A client reads it before it
+trusts a number: units, the domain the model was trained on, and how well its error bars were calibrated.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+CARD_FILENAME = "card.json"
+MODEL_FILENAME = "model.onnx"
+CARD_SCHEMA_VERSION = 1
+
+Datatype = Literal["FP32", "FP64"]
+UNCERTAINTY_OUTPUTS = ("mean", "sigma_stat", "sigma_syst", "sigma_tot")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TensorSpec(_Strict):
+    """One graph input or output as the protocol sees it; -1 marks the batch (or any variable) dimension."""
+
+    name: str = Field(min_length=1)
+    datatype: Datatype
+    shape: tuple[int, ...]
+    unit: str = Field(description="physical unit, e.g. 'GeV' or 'GeV^-2'; '1' for dimensionless")
+    description: str = ""
+
+    @model_validator(mode="after")
+    def _dims_valid(self) -> TensorSpec:
+        if any(d < -1 or d == 0 for d in self.shape):
+            raise ValueError(f"tensor '{self.name}': dimensions must be positive or -1, got {self.shape}")
+        return self
+
+
+class UncertaintySpec(_Strict):
+    """How the K members' (mu_k, s_k) become mean, sigma_stat and sigma_syst (shared/DESIGN.md)."""
+
+    method: Literal["deep_ensemble", "bayesian", "repulsive_ensemble"]
+    members: int = Field(ge=2)
+    target_transform: Literal["log", "identity"] = Field(
+        description="'log': members fit log(target); mean = exp(mean of mu_k) and each sigma is the "
+        "log-space width times mean (first-order propagation), so sigma/mean is a relative uncertainty"
+    )
+
+
+class Domain(_Strict):
+    """Where the model was trained; outside it the error bars promise nothing."""
+
+    description: str
+    sqrt_s_gev: float | None = Field(default=None, gt=0)
+    min_sij_over_s: float | None = Field(default=None, ge=0)
+
+
+class CalibrationReport(_Strict):
+    """Held-out calibration of the uncertainties: pull = (mean - truth) / sigma_tot."""
+
+    n_points: int = Field(ge=1)
+    pull_mean: float
+    pull_width: float = Field(ge=0)
+    coverage_68: float = Field(ge=0, le=1)
+    coverage_95: float = Field(ge=0, le=1)
+    median_abs_rel_deviation: float = Field(ge=0)
+    q90_abs_rel_deviation: float = Field(ge=0)
+    q99_abs_rel_deviation: float = Field(ge=0)
+    recalibration_factor: float = Field(default=1.0, gt=0)
+
+
+class Provenance(_Strict):
+    dataset_sha256: str
+    seed: int
+    code_version: str
+    created: datetime
+    training_seconds: float = Field(ge=0)
+
+
+class ModelCard(_Strict):
+    schema_version: Literal[1] = CARD_SCHEMA_VERSION
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    version: int = Field(ge=1)
+    task: Literal["amplitude", "calibration"]
+    process: str
+    description: str = ""
+    inputs: tuple[TensorSpec, ...] = Field(min_length=1)
+    outputs: tuple[TensorSpec, ...] = Field(min_length=1)
+    uncertainty: UncertaintySpec
+    domain: Domain
+    calibration: CalibrationReport | None = None
+    provenance: Provenance
+
+    @model_validator(mode="after")
+    def _uncertainty_outputs_present(self) -> ModelCard:
+        names = {o.name for o in self.outputs}
+        missing = [n for n in UNCERTAINTY_OUTPUTS if n not in names]
+        if missing:
+            raise ValueError(f"outputs must include {list(UNCERTAINTY_OUTPUTS)}; missing {missing}")
+        return self
+
+    @classmethod
+    def read(cls, path: Path) -> ModelCard:
+        return cls.model_validate_json(Path(path).read_text())
+
+    def write(self, path: Path) -> None:
+        Path(path).write_text(self.model_dump_json(indent=2) + "\n")

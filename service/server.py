@@ -1,0 +1,122 @@
+"""The gRPC server: the inference service, health checking and reflection on one `grpc.aio` server."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import threading
+from dataclasses import dataclass
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from google.protobuf import descriptor_pool
+from grpc_reflection.v1alpha import reflection, reflection_pb2
+
+from service.config import ServerSettings
+from service.dataplane import DataPlane
+from service.grpc_servicer import InferenceServicer
+from service.protocol import grpc_service_pb2 as pb
+from service.protocol import grpc_service_pb2_grpc as pb_grpc
+from service.repository import ModelRepository
+
+log = logging.getLogger(__name__)
+INFERENCE_SERVICE = pb.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name
+
+
+def _reflection_pool() -> descriptor_pool.DescriptorPool:
+    """Our protocol lives in a private descriptor pool (see scripts/generate_protos.py); reflection needs one
+    pool that also holds the health and reflection services."""
+    pool = descriptor_pool.DescriptorPool()
+    for file in (pb.DESCRIPTOR, health_pb2.DESCRIPTOR, reflection_pb2.DESCRIPTOR):
+        pool.AddSerializedFile(file.serialized_pb)
+    return pool
+
+
+@dataclass
+class RunningServer:
+    server: grpc.aio.Server
+    port: int
+    dataplane: DataPlane
+
+    async def stop(self, grace: float | None = None) -> None:
+        await self.server.stop(grace)
+
+
+async def start_server(settings: ServerSettings) -> RunningServer:
+    """Load the repository and start serving; returns once the port is bound (port 0 picks a free one)."""
+    repository = ModelRepository(settings.repo, settings.runtime_options())
+    repository.load_all()
+    dataplane = DataPlane(repository)
+    options = [
+        ("grpc.max_receive_message_length", settings.max_message_bytes),
+        ("grpc.max_send_message_length", settings.max_message_bytes),
+    ]
+    server = grpc.aio.server(options=options)
+    pb_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceServicer(dataplane), server)
+
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    serving = health_pb2.HealthCheckResponse.SERVING
+    await health_servicer.set("", serving)
+    await health_servicer.set(INFERENCE_SERVICE, serving)
+    for name in repository.names():
+        status = serving if repository.is_ready(name) else health_pb2.HealthCheckResponse.NOT_SERVING
+        await health_servicer.set(name, status)
+
+    reflection.enable_server_reflection(
+        [INFERENCE_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME], server, pool=_reflection_pool()
+    )
+    port = server.add_insecure_port(f"{settings.host}:{settings.port}")
+    if port == 0:
+        raise OSError(f"could not bind {settings.host}:{settings.port}")
+    await server.start()
+    log.info("serving %s on %s:%d", repository.names(), settings.host, port)
+    return RunningServer(server, port, dataplane)
+
+
+async def serve_forever(settings: ServerSettings) -> None:
+    """Serve until SIGTERM or SIGINT, then stop accepting and finish accepted requests within the grace."""
+    running = await start_server(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    print(f"calsurr serving {running.dataplane.repository.names()} on {settings.host}:{running.port}", flush=True)
+    await stop.wait()
+    log.info("shutting down, grace %.1f s", settings.grace_seconds)
+    await running.stop(settings.grace_seconds)
+
+
+class BackgroundServer:
+    """The server on its own event loop in a daemon thread, for the demo, notebooks and tests.
+
+        with BackgroundServer(ServerSettings(repo=path, port=0)) as server:
+            InferenceClient(server.address)...
+    """
+
+    def __init__(self, settings: ServerSettings, start_timeout: float = 30.0):
+        self.settings = settings
+        self.start_timeout = start_timeout
+        self._loop = asyncio.new_event_loop()
+        self._running: RunningServer | None = None
+        self._thread = threading.Thread(target=self._loop.run_forever, name="calsurr-server", daemon=True)
+
+    @property
+    def address(self) -> str:
+        if self._running is None:
+            raise RuntimeError("server not started")
+        return f"{self.settings.host}:{self._running.port}"
+
+    def __enter__(self) -> BackgroundServer:
+        self._thread.start()
+        future = asyncio.run_coroutine_threadsafe(start_server(self.settings), self._loop)
+        self._running = future.result(self.start_timeout)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._running is not None:
+            asyncio.run_coroutine_threadsafe(self._running.stop(self.settings.grace_seconds), self._loop).result()
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join()
+        self._loop.close()

@@ -1,0 +1,31 @@
+"""Shared fixtures: a small trained and exported gg -> gg surrogate in a model repository."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+TINY_MODEL = "gg_gg"
+
+
+@pytest.fixture(scope="session")
+def tiny_run():
+    """A quickly trained 3-member gg -> gg ensemble (seconds); accuracy is beside the point here."""
+    from training.fit import FitConfig
+    from training.pipeline import AmplitudeTrainingConfig, train_amplitude_surrogate
+
+    config = AmplitudeTrainingConfig(
+        process="gg_gg", n_events=2_000, members=3, hidden=16, layers=2, fit=FitConfig(epochs=5, seed=1), seed=1
+    )
+    return train_amplitude_surrogate(config, show_progress=False)
+
+
+@pytest.fixture(scope="session")
+def tiny_repository(tiny_run, tmp_path_factory) -> Path:
+    """`<repo>/gg_gg/1/` holding the exported tiny surrogate."""
+    from training.export import export_to_repository
+
+    repo = tmp_path_factory.mktemp("repository")
+    export_to_repository(tiny_run, repo, TINY_MODEL, version=1)
+    return repo

@@ -1,0 +1,137 @@
+"""Export a trained surrogate as one ONNX graph plus its card into a model repository.
+
+The graph is checked against the torch model it came from before it is published, and the version folder
+appears atomically (written beside, then renamed), so a server never sees a half-written model.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import shutil
+import warnings
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import torch
+
+from service.card import (
+    CARD_FILENAME,
+    MODEL_FILENAME,
+    Domain,
+    ModelCard,
+    Provenance,
+    TensorSpec,
+    UncertaintySpec,
+)
+from training import __version__
+from training.physics.processes import get_process
+from training.pipeline import TrainedSurrogate, predict
+from training.surrogate import OUTPUT_NAMES, AmplitudeSurrogate
+
+EXPORT_RTOL = 1e-5  # ONNX against torch, relative, on every output (issue acceptance)
+INPUT_NAME = "momenta"
+
+
+class ExportMismatch(RuntimeError):
+    """The exported graph does not reproduce the torch model."""
+
+
+def export_onnx(model: AmplitudeSurrogate, path: Path, example: np.ndarray) -> None:
+    """Trace the whole surrogate with torch's ONNX exporter; the batch dimension stays dynamic."""
+    model.eval()
+    batch = torch.export.Dim("batch")
+    exporter_log = logging.getLogger("torch.onnx")
+    level = exporter_log.level
+    exporter_log.setLevel(logging.ERROR)  # it warns of optional torchvision ops we do not use
+    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        program = torch.onnx.export(
+            model,
+            (torch.from_numpy(example),),
+            input_names=[INPUT_NAME],
+            output_names=list(OUTPUT_NAMES),
+            dynamic_shapes=({0: batch},),
+            dynamo=True,
+            optimize=True,
+        )
+        program.save(str(path))
+    exporter_log.setLevel(level)
+
+
+def max_relative_difference(model: AmplitudeSurrogate, path: Path, momenta: np.ndarray) -> float:
+    """Largest |onnx - torch| / |torch| over every output and point."""
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    onnx_out = session.run(list(OUTPUT_NAMES), {INPUT_NAME: momenta})
+    torch_out = predict(model, momenta)
+    return max(float(np.max(np.abs(a - b) / np.abs(b))) for a, b in zip(onnx_out, torch_out, strict=True))
+
+
+def amplitude_card(run: TrainedSurrogate, name: str, version: int) -> ModelCard:
+    config = run.config
+    process = get_process(config.process)
+    unit = process.unit
+    output_doc = {
+        "mean": "surrogate |M|^2",
+        "sigma_stat": "uncertainty from the finite training set (spread of the members)",
+        "sigma_syst": "learned per-point uncertainty (average of the members' widths)",
+        "sigma_tot": "sqrt(sigma_stat^2 + sigma_syst^2)",
+    }
+    return ModelCard(
+        name=name,
+        version=version,
+        task="amplitude",
+        process=config.process,
+        description=f"|M|^2 of {config.process} at tree level, summed over final and averaged over initial "
+        "colours and helicities, g_s = 1",
+        inputs=(
+            TensorSpec(
+                name=INPUT_NAME,
+                datatype="FP64",
+                shape=(-1, process.n_particles, 4),
+                unit="GeV",
+                description="(E, px, py, pz) per particle in process order, incoming first, partonic CM frame",
+            ),
+        ),
+        outputs=tuple(
+            TensorSpec(name=o, datatype="FP64", shape=(-1,), unit=unit, description=output_doc[o])
+            for o in OUTPUT_NAMES
+        ),
+        uncertainty=UncertaintySpec(method="deep_ensemble", members=config.members, target_transform="log"),
+        domain=Domain(
+            description=config.domain.describe(),
+            sqrt_s_gev=config.domain.sqrt_s_gev,
+            min_sij_over_s=config.domain.min_sij_over_s,
+        ),
+        calibration=run.calibration,
+        provenance=Provenance(
+            dataset_sha256=run.dataset_sha256,
+            seed=config.seed,
+            code_version=__version__,
+            created=datetime.now(UTC),
+            training_seconds=run.training_seconds,
+        ),
+    )
+
+
+def export_to_repository(run: TrainedSurrogate, repo: Path, name: str, version: int) -> Path:
+    """Write `<repo>/<name>/<version>/{model.onnx, card.json}` after checking ONNX against torch."""
+    final = Path(repo) / name / str(version)
+    if final.exists():
+        raise FileExistsError(f"{final} exists; versions are immutable, export a new version")
+    staging = final.parent / f".{version}.staging"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    try:
+        export_onnx(run.model, staging / MODEL_FILENAME, run.test.momenta[:16])
+        difference = max_relative_difference(run.model, staging / MODEL_FILENAME, run.test.momenta)
+        if difference > EXPORT_RTOL:
+            raise ExportMismatch(f"ONNX differs from torch by {difference:.2e} relative (limit {EXPORT_RTOL:.0e})")
+        amplitude_card(run, name, version).write(staging / CARD_FILENAME)
+        staging.rename(final)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return final
