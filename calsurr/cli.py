@@ -17,7 +17,9 @@ app = typer.Typer(help="Calibrated neural-network surrogates: train, export, ser
 
 @app.command()
 def serve(
-    repo: Annotated[Path, typer.Option(help="model repository: <repo>/<model>/<version>/", file_okay=False)],
+    repo: Annotated[
+        Path | None, typer.Option(help="model repository: <repo>/<model>/<version>/ [env: CALSURR_REPO]")
+    ] = None,
     port: Annotated[int | None, typer.Option(help="gRPC port; 0 picks a free one [default: 8001]")] = None,
     host: Annotated[str | None, typer.Option(help="address to bind [default: 127.0.0.1]")] = None,
     threads: Annotated[int | None, typer.Option(help="onnxruntime threads per session; 0 automatic")] = None,
@@ -27,12 +29,17 @@ def serve(
 
     Options not given fall back to CALSURR_* environment variables (CALSURR_PORT, ...), then to defaults.
     """
+    from pydantic import ValidationError
+
     from service.config import ServerSettings
     from service.server import serve_forever
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     given = {"repo": repo, "port": port, "host": host, "intra_op_threads": threads}
-    settings = ServerSettings(**{k: v for k, v in given.items() if v is not None})
+    try:
+        settings = ServerSettings(**{k: v for k, v in given.items() if v is not None})
+    except ValidationError as exc:
+        raise typer.BadParameter(str(exc)) from None
     asyncio.run(serve_forever(settings))
 
 

@@ -23,8 +23,7 @@ MODEL_NAME = "gg_gg"
 
 def _points_table(momenta: np.ndarray, truth: np.ndarray, prediction) -> Table:
     table = Table(title="gg -> gg through the server: |M|^2 (g_s = 1) with its uncertainties")
-    for column in ("#", "cos theta_3", "phi_3", "min s_ij/s", "true |M|^2", "mean", "sigma_stat",
-                   "sigma_syst", "pull"):
+    for column in ("#", "cos theta_3", "phi_3", "min s_ij/s", "true |M|^2", "mean", "sigma_stat", "sigma_syst", "pull"):
         table.add_column(column, justify="right")
     p3 = momenta[:, 2]
     cos_theta = p3[:, 3] / np.linalg.norm(p3[:, 1:], axis=1)
@@ -34,9 +33,15 @@ def _points_table(momenta: np.ndarray, truth: np.ndarray, prediction) -> Table:
     pull = pulls(prediction.mean, prediction.sigma_tot, truth)
     for i in range(len(truth)):
         table.add_row(
-            str(i), f"{cos_theta[i]:+.4f}", f"{phi[i]:+.3f}", f"{min_ratio[i]:.4f}",
-            f"{truth[i]:.5g}", f"{prediction.mean[i]:.5g}", f"{prediction.sigma_stat[i]:.2g}",
-            f"{prediction.sigma_syst[i]:.2g}", f"{pull[i]:+.2f}",
+            str(i),
+            f"{cos_theta[i]:+.4f}",
+            f"{phi[i]:+.3f}",
+            f"{min_ratio[i]:.4f}",
+            f"{truth[i]:.5g}",
+            f"{prediction.mean[i]:.5g}",
+            f"{prediction.sigma_stat[i]:.2g}",
+            f"{prediction.sigma_syst[i]:.2g}",
+            f"{pull[i]:+.2f}",
         )
     return table
 
@@ -75,4 +80,3 @@ def run_demo(config: AmplitudeTrainingConfig, workdir: Path | None, rows: int) -
             f"68 % interval covers {100 * report.coverage_68:.0f} %, 95 % covers {100 * report.coverage_95:.0f} %"
         )
     console.print(f"demo finished in {time.perf_counter() - started:.1f} s")
-

@@ -1,8 +1,8 @@
 """Python client for calsurr (and any Open Inference Protocol server): numpy in, numpy out.
 
-    with InferenceClient("127.0.0.1:8001") as client:
-        result = client.predict("gg_gg", momenta)      # momenta: (N, 4, 4) float64, GeV
-        result.mean, result.sigma_stat, result.sigma_syst, result.sigma_tot
+with InferenceClient("127.0.0.1:8001") as client:
+    result = client.predict("gg_gg", momenta)      # momenta: (N, 4, 4) float64, GeV
+    result.mean, result.sigma_stat, result.sigma_syst, result.sigma_tot
 """
 
 from __future__ import annotations
@@ -34,7 +34,10 @@ class Prediction:
     def __getitem__(self, index) -> Prediction:
         """The predictions of some points: `prediction[:10]`, `prediction[mask]`."""
         return Prediction(
-            self.mean[index], self.sigma_stat[index], self.sigma_syst[index], self.sigma_tot[index],
+            self.mean[index],
+            self.sigma_stat[index],
+            self.sigma_syst[index],
+            self.sigma_tot[index],
             self.model_version,
         )
 

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from pydantic import Field
+from pydantic import DirectoryPath, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from service.runtime import PREFERRED_PROVIDERS, RuntimeOptions
@@ -15,7 +13,7 @@ DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024  # 64 MiB: ~800k gg->ggg events of 
 class ServerSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CALSURR_", extra="forbid")
 
-    repo: Path = Field(description="model repository folder: <repo>/<model>/<version>/{model.onnx, card.json}")
+    repo: DirectoryPath = Field(description="model repository folder: <repo>/<model>/<version>/{model.onnx, card.json}")
     host: str = Field(default="127.0.0.1", description="address to bind; 0.0.0.0 for every interface")
     port: int = Field(default=8001, ge=0, le=65535, description="gRPC port; 0 picks a free one")
     providers: tuple[str, ...] = Field(

@@ -77,7 +77,8 @@ class ModelRepository:
                 raise ModelNotFound(f"model '{name}' has no ready version; failed: {entry.failed}")
             return entry.ready[newest]
         if not version.isdigit() or int(version) not in entry.ready:
-            detail = f" (failed to load: {entry.failed[int(version)]})" if version.isdigit() and int(version) in entry.failed else ""
+            failure = entry.failed.get(int(version)) if version.isdigit() else None
+            detail = f" (failed to load: {failure})" if failure else ""
             raise ModelNotFound(
                 f"model '{name}' has no ready version '{version}'{detail}; ready versions: {sorted(entry.ready)}"
             )

@@ -9,8 +9,8 @@ import threading
 from dataclasses import dataclass
 
 import grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from google.protobuf import descriptor_pool
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2
 
 from service.config import ServerSettings
@@ -91,8 +91,8 @@ async def serve_forever(settings: ServerSettings) -> None:
 class BackgroundServer:
     """The server on its own event loop in a daemon thread, for the demo, notebooks and tests.
 
-        with BackgroundServer(ServerSettings(repo=path, port=0)) as server:
-            InferenceClient(server.address)...
+    with BackgroundServer(ServerSettings(repo=path, port=0)) as server:
+        InferenceClient(server.address)...
     """
 
     def __init__(self, settings: ServerSettings, start_timeout: float = 30.0):

@@ -97,8 +97,7 @@ def amplitude_card(run: TrainedSurrogate, name: str, version: int) -> ModelCard:
             ),
         ),
         outputs=tuple(
-            TensorSpec(name=o, datatype="FP64", shape=(-1,), unit=unit, description=output_doc[o])
-            for o in OUTPUT_NAMES
+            TensorSpec(name=o, datatype="FP64", shape=(-1,), unit=unit, description=output_doc[o]) for o in OUTPUT_NAMES
         ),
         uncertainty=UncertaintySpec(method="deep_ensemble", members=config.members, target_transform="log"),
         domain=Domain(

@@ -52,8 +52,13 @@ def fit_ensemble(
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=config.epochs * steps)
     history = FitHistory()
     best_state, best_loss, stale = copy.deepcopy(ensemble.state_dict()), math.inf, 0
-    columns = [TextColumn("training {task.fields[members]} members"), BarColumn(), TextColumn("{task.completed}/{task.total} epochs"),
-               TextColumn("val NLL {task.fields[val]:.4f}"), TimeElapsedColumn()]
+    columns = [
+        TextColumn("training {task.fields[members]} members"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total} epochs"),
+        TextColumn("val NLL {task.fields[val]:.4f}"),
+        TimeElapsedColumn(),
+    ]
     with Progress(*columns, disable=not show_progress, transient=False) as progress:
         task = progress.add_task("fit", total=config.epochs, members=members, val=math.nan)
         for epoch in range(config.epochs):

@@ -30,7 +30,7 @@ class AmplitudeTrainingConfig(BaseModel):
     hidden: int = Field(default=64, ge=1)
     layers: int = Field(default=3, ge=1)
     fit: FitConfig = FitConfig()
-    recalibrate: bool = Field(default=True, description="fit a factor on sigma so calibration-split pulls have unit RMS")
+    recalibrate: bool = Field(default=True, description="scale sigma so calibration-split pulls have unit RMS")
     seed: int = 0
 
 

@@ -2,7 +2,7 @@
 
 An independent route to the amplitudes of `gluon_amplitudes`: off-shell currents built from explicit polarisation
 vectors (Berends and Giele, Nucl. Phys. B306 (1988) 759), valid for every helicity configuration, NMHV included.
-Colour-ordered Feynman rules in Feynman gauge, normalised as in Dixon (hep-ph/9601359, fig. 4) so that the
+Colour-ordered Feynman rules in Feynman gauge, normalised as in Dixon (hep-ph/9601359) so that the
 amplitudes are those that multiply Tr(T^a1 ... T^an) with Tr(T^a T^b) = delta^ab and g_s = 1:
     3-vertex  (i / sqrt2) [g_nr (p - q)_m + g_rm (q - k)_n + g_mn (k - p)_r],
     4-vertex  i g_mr g_ns - (i / 2) (g_mn g_rs + g_ms g_nr),
@@ -20,7 +20,7 @@ import numpy as np
 
 from training.physics.spinors import SQRT2, polarisation_vectors
 
-METRIC = np.array([1.0, -1.0, -1.0, -1.0])
+Gluons = tuple[int, ...]  # an ordered tuple of gluon indices
 
 
 def _dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -31,65 +31,74 @@ def _dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 class _Recursion:
     """Memoised Berends-Giele currents of ordered gluon tuples, shared between colour orderings.
 
-    Current conservation, P(t) . J(t) = 0, simplifies the three-vertex: with J_L (momentum P_L) and J_R (P_R),
+    Current conservation, P(t) . J(t) = 0 (exact for on-shell, transverse external gluons), simplifies the
+    three-vertex: with J_L (momentum P_L) and J_R (P_R),
         V3 = [(J_L.J_R)(P_L - P_R) + 2 (P_R.J_L) J_R - 2 (P_L.J_R) J_L] / sqrt2,
     and the 4-vertex on adjacent J_a, J_b, J_c is (J_a.J_c) J_b - [(J_b.J_c) J_a + (J_a.J_b) J_c] / 2. Products
-    J_a.J_b recur across currents and orderings, so they are cached too.
+    J_a.J_b recur across currents and orderings, so they are cached too. The three-vertex is odd and the four-vertex
+    even under reversing the colour order, and an m-gluon current has m - 1 three-vertices modulo 2, hence the
+    reflection identity used in `current`.
     """
 
     def __init__(self, momenta: np.ndarray, polarisations: np.ndarray) -> None:
         self._momenta = momenta  # (4, 1, N, n) real
         self._polarisations = polarisations  # (4, H, N, n) complex
-        self._currents: dict[tuple[int, ...], np.ndarray] = {}
-        self._sums: dict[tuple[int, ...], np.ndarray] = {}
-        self._dots: dict[tuple[tuple[int, ...], tuple[int, ...]], np.ndarray] = {}
-        self._projections: dict[tuple[tuple[int, ...], int], tuple[np.ndarray, np.ndarray]] = {}
+        self._currents: dict[Gluons, np.ndarray] = {}
+        self._sums: dict[Gluons, np.ndarray] = {}
+        self._dots: dict[tuple[Gluons, Gluons], np.ndarray] = {}
+        self._projections: dict[tuple[Gluons, int], tuple[np.ndarray, np.ndarray]] = {}
 
-    def momentum(self, gluons: tuple[int, ...]) -> np.ndarray:
+    def momentum(self, gluons: Gluons) -> np.ndarray:
+        """Total outgoing momentum of the tuple, (4, 1, N) in GeV."""
         if gluons not in self._sums:
             self._sums[gluons] = self._momenta[..., list(gluons)].sum(axis=-1)
         return self._sums[gluons]
 
-    def current(self, gluons: tuple[int, ...]) -> np.ndarray:
+    def current(self, gluons: Gluons) -> np.ndarray:
+        """J(t), using the reflection identity J(t reversed) = (-1)^(m-1) J(t) for an m-gluon tuple when it can."""
         if len(gluons) == 1:
             return self._polarisations[..., gluons[0]]
         if gluons not in self._currents:
-            momentum = self.momentum(gluons)
-            self._currents[gluons] = self._vertex_sum(gluons) / _dot(momentum, momentum)
+            mirror = self._currents.get(gluons[::-1])
+            if mirror is not None:
+                self._currents[gluons] = mirror if len(gluons) % 2 else -mirror
+            else:
+                momentum = self.momentum(gluons)
+                self._currents[gluons] = self._vertex_sum(gluons) / _dot(momentum, momentum)
         return self._currents[gluons]
 
-    def dot(self, left: tuple[int, ...], right: tuple[int, ...]) -> np.ndarray:
+    def dot(self, left: Gluons, right: Gluons) -> np.ndarray:
+        """J(left) . J(right), (H, N), cached."""
         if (left, right) not in self._dots:
             self._dots[left, right] = _dot(self.current(left), self.current(right))
         return self._dots[left, right]
 
-    def _splits(self, gluons: tuple[int, ...]):
+    @staticmethod
+    def _splits(gluons: Gluons) -> tuple[list[tuple[Gluons, Gluons]], list[tuple[Gluons, Gluons, Gluons]]]:
         """Adjacent (left, right) cuts and (a, b, c) triple cuts of an ordered tuple."""
         m = len(gluons)
         cuts = [(gluons[:i], gluons[i:]) for i in range(1, m)]
         triples = [(gluons[:i], gluons[i:j], gluons[j:]) for i in range(1, m - 1) for j in range(i + 1, m)]
         return cuts, triples
 
-    def _vertex_sum(self, gluons: tuple[int, ...]) -> np.ndarray:
+    def _vertex_sum(self, gluons: Gluons) -> np.ndarray:
         """Sum of all vertex splittings of the tuple without its propagator, (4, H, N)."""
         cuts, triples = self._splits(gluons)
-        cubic = 0.0
+        cubic = np.zeros(self._polarisations.shape[:-1], dtype=complex)
         for left, right in cuts:
             j_left, j_right = self.current(left), self.current(right)
             p_left, p_right = self.momentum(left), self.momentum(right)
-            cubic = cubic + (
-                self.dot(left, right) * (p_left - p_right)
-                + 2.0 * (_dot(p_right, j_left) * j_right - _dot(p_left, j_right) * j_left)
-            )
-        quartic = 0.0
+            cubic += self.dot(left, right) * (p_left - p_right)
+            cubic += (2.0 * _dot(p_right, j_left)) * j_right
+            cubic -= (2.0 * _dot(p_left, j_right)) * j_left
+        cubic /= SQRT2
         for a, b, c in triples:
-            quartic = quartic + (
-                self.dot(a, c) * self.current(b)
-                - 0.5 * (self.dot(b, c) * self.current(a) + self.dot(a, b) * self.current(c))
-            )
-        return cubic / SQRT2 + quartic
+            cubic += self.dot(a, c) * self.current(b)
+            cubic -= (0.5 * self.dot(b, c)) * self.current(a)
+            cubic -= (0.5 * self.dot(a, b)) * self.current(c)
+        return cubic
 
-    def _project(self, gluons: tuple[int, ...], last: int) -> tuple[np.ndarray, np.ndarray]:
+    def _project(self, gluons: Gluons, last: int) -> tuple[np.ndarray, np.ndarray]:
         """(eps_last . J(t), k_last . J(t)), cached."""
         key = (gluons, last)
         if key not in self._projections:
@@ -100,7 +109,7 @@ class _Recursion:
             )
         return self._projections[key]
 
-    def amplitude(self, ordering: tuple[int, ...]) -> np.ndarray:
+    def amplitude(self, ordering: Gluons) -> np.ndarray:
         """A = i eps_n . (vertex sum of J(1..n-1)), contracted term by term, (H, N).
 
         With P_L + P_R = -k_n, current conservation and eps_n . k_n = 0 the three-vertex term becomes

@@ -91,6 +91,7 @@ def trace_orderings(n: int) -> list[tuple[int, ...]]:
 
 
 def _count_cycles(mapping: list[int]) -> int:
+    """Number of cycles of a permutation given as its list of images."""
     seen = [False] * len(mapping)
     cycles = 0
     for start in range(len(mapping)):
@@ -103,6 +104,14 @@ def _count_cycles(mapping: list[int]) -> int:
     return cycles
 
 
+def _successor_map(order: tuple[int, ...]) -> list[int]:
+    """rho(g) = the gluon that follows g cyclically in the trace."""
+    successor = [0] * len(order)
+    for position, gluon in enumerate(order):
+        successor[gluon] = order[(position + 1) % len(order)]
+    return successor
+
+
 @cache
 def trace_colour_matrix(n: int) -> np.ndarray:
     """Colour matrix of the trace basis, sum over colours Tr(sigma)^* Tr(tau), shape ((n-1)!, (n-1)!).
@@ -111,17 +120,10 @@ def trace_colour_matrix(n: int) -> np.ndarray:
     cycles of rho_sigma o rho_tau^-1), rho_sigma being the cyclic successor map of the ordering sigma. The extra U(1)
     gluon decouples from colour-ordered sums (photon decoupling), so this is an independent check of the DDM matrix.
     """
-    orders = trace_orderings(n)
-
-    def successor(order: tuple[int, ...]) -> list[int]:
-        nxt = [0] * n
-        for pos, gluon in enumerate(order):
-            nxt[gluon] = order[(pos + 1) % n]
-        return nxt
-
-    succ = [successor(o) for o in orders]
-    pred = [[s.index(g) for g in range(n)] for s in succ]
-    matrix = np.array([[float(N_COLOURS) ** _count_cycles([sa[pb[g]] for g in range(n)]) for pb in pred] for sa in succ])
+    successors = [_successor_map(order) for order in trace_orderings(n)]
+    inverses = [[succ.index(g) for g in range(n)] for succ in successors]
+    exponents = [[_count_cycles([rho[inv[g]] for g in range(n)]) for inv in inverses] for rho in successors]
+    matrix = float(N_COLOURS) ** np.array(exponents, dtype=float)
     matrix.setflags(write=False)
     return matrix
 

@@ -27,7 +27,7 @@ from training.physics.spinors import all_outgoing, spinor_products
 N_HELICITIES = 2  # physical polarisations of a massless gluon
 INITIAL_STATE_AVERAGE = 1.0 / (N_ADJOINT * N_HELICITIES) ** 2  # 1/256: two incoming gluons
 PARKE_TAYLOR_CHUNK = 1 << 16  # events per block: bounds memory, keeps arrays near cache size
-BERENDS_GIELE_CHUNK = 1 << 10
+BERENDS_GIELE_CHUNK = 1 << 8  # currents of shape (4, 10, 256) stay cache-resident: fastest measured
 
 
 def helicity_configurations(n: int) -> np.ndarray:
@@ -44,7 +44,8 @@ def parke_taylor(momenta: np.ndarray, helicities: Sequence[int], ordering: Seque
     """Colour-ordered MHV or anti-MHV amplitude, shape (N,) complex, GeV^(4 - n), for all-outgoing momenta (N, n, 4).
 
     MHV (negative helicities i, j): i <ij>^4 / (<12>...<n1>); anti-MHV (positive i, j): the same with [..] and the
-    sign (-1)^n (Dixon, hep-ph/9601359, eq. 3.6 and parity). Raises for other helicity configurations.
+    sign (-1)^n (parity image of MHV; Dixon, hep-ph/9601359). With the spinor and polarisation conventions of
+    `spinors` these equal the Berends-Giele amplitudes including their phase. Raises for other configurations.
     """
     helicities = [int(h) for h in helicities]
     if not _is_mhv_class(helicities):

@@ -51,9 +51,7 @@ def rambo(n_final: int, sqrt_s: float, n_events: int, rng: np.random.Generator) 
     a = 1.0 / (1.0 + gamma)
     bq = np.einsum("nj,nij->ni", b, q[..., 1:])
     p0 = x[:, None] * (gamma[:, None] * q[..., 0] + bq)
-    pvec = x[:, None, None] * (
-        q[..., 1:] + b[:, None, :] * q[..., :1] + (a[:, None] * bq)[..., None] * b[:, None, :]
-    )
+    pvec = x[:, None, None] * (q[..., 1:] + b[:, None, :] * q[..., :1] + (a[:, None] * bq)[..., None] * b[:, None, :])
     final = np.concatenate([p0[..., None], pvec], axis=-1)
     return np.concatenate([incoming_pair(sqrt_s, n_events), final], axis=1)
 

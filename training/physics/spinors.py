@@ -73,7 +73,7 @@ def bispinor_to_vector(lam: np.ndarray, lamt: np.ndarray) -> np.ndarray:
 def polarisation_vectors(momenta: np.ndarray, references: np.ndarray, helicity: int) -> np.ndarray:
     """Outgoing gluon polarisation vectors eps^h(k; q), shape (..., 4) complex, dimensionless.
 
-    eps^+ = <q|gamma^mu|k] / (sqrt2 <qk>) and eps^- = [q|gamma^mu|k> / (sqrt2 [kq]) (Dixon, eq. 2.12), so that
+    eps^+ = <q|gamma^mu|k] / (sqrt2 <qk>) and eps^- = [q|gamma^mu|k> / (sqrt2 [kq]), so that
     eps^+ . eps^- = -1, eps . k = eps . q = 0. Changing the null reference q shifts eps by a multiple of k, which
     gauge invariance removes from every amplitude; q must not be parallel to k.
     """

@@ -1,0 +1,39 @@
+import json
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from service.card import CARD_FILENAME, MODEL_FILENAME, ModelCard
+from tests.conftest import TINY_MODEL
+from training.data import generate_amplitudes
+from training.export import EXPORT_RTOL, export_to_repository
+from training.pipeline import predict
+
+pytestmark = pytest.mark.slow
+
+
+def test_onnx_reproduces_torch_on_fresh_points_and_any_batch_size(tiny_run, tiny_repository):
+    session = ort.InferenceSession(str(tiny_repository / TINY_MODEL / "1" / MODEL_FILENAME))
+    fresh = generate_amplitudes("gg_gg", 1000, seed=99).momenta  # points neither seen in training nor export
+    for batch in (fresh[:1], fresh[:7], fresh):
+        onnx_out = session.run(["mean", "sigma_stat", "sigma_syst", "sigma_tot"], {"momenta": batch})
+        for got, expected in zip(onnx_out, predict(tiny_run.model, batch), strict=True):
+            np.testing.assert_allclose(got, expected, rtol=EXPORT_RTOL)
+
+
+def test_card_describes_the_model(tiny_run, tiny_repository):
+    card = ModelCard.read(tiny_repository / TINY_MODEL / "1" / CARD_FILENAME)
+    assert (card.name, card.version, card.task, card.process) == (TINY_MODEL, 1, "amplitude", "gg_gg")
+    assert card.uncertainty.members == 3 and card.uncertainty.method == "deep_ensemble"
+    assert card.inputs[0].shape == (-1, 4, 4) and card.inputs[0].unit == "GeV"
+    assert card.domain.sqrt_s_gev == 1000.0 and card.domain.min_sij_over_s == 0.01
+    assert card.calibration == tiny_run.calibration
+    assert card.provenance.dataset_sha256 == tiny_run.dataset_sha256
+
+
+def test_versions_are_immutable_and_staging_leaves_nothing(tiny_run, tiny_repository):
+    with pytest.raises(FileExistsError):
+        export_to_repository(tiny_run, tiny_repository, TINY_MODEL, version=1)
+    assert sorted(p.name for p in (tiny_repository / TINY_MODEL).iterdir()) == ["1"]
+    json.loads((tiny_repository / TINY_MODEL / "1" / CARD_FILENAME).read_text())
