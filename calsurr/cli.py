@@ -55,9 +55,9 @@ def demo(
     """Train a small gg -> gg deep ensemble, export it, serve it, query it, print predictions."""
     from calsurr.demo import run_demo
     from training.fit import FitConfig
-    from training.pipeline import AmplitudeTrainingConfig
+    from training.pipeline import TrainingConfig
 
-    config = AmplitudeTrainingConfig(
+    config = TrainingConfig(
         process="gg_gg", n_events=events, members=members, seed=seed, fit=FitConfig(epochs=epochs, seed=seed)
     )
     run_demo(config, workdir, rows)

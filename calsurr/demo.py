@@ -16,7 +16,7 @@ from service.server import BackgroundServer
 from training.calibration import calibration_report, pulls
 from training.export import export_to_repository
 from training.physics.phase_space import pair_invariants
-from training.pipeline import AmplitudeTrainingConfig, train_amplitude_surrogate
+from training.pipeline import TrainingConfig, train_surrogate
 
 MODEL_NAME = "gg_gg"
 
@@ -46,13 +46,13 @@ def _points_table(momenta: np.ndarray, truth: np.ndarray, prediction) -> Table:
     return table
 
 
-def run_demo(config: AmplitudeTrainingConfig, workdir: Path | None, rows: int) -> None:
+def run_demo(config: TrainingConfig, workdir: Path | None, rows: int) -> None:
     console = Console(width=None if Console().is_terminal else 120)
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="calsurr-demo-") as tmp:
         repo = (workdir or Path(tmp)) / "repository"
         console.rule(f"1/4 train: {config.members}-member deep ensemble on {config.n_events} {config.process} events")
-        run = train_amplitude_surrogate(config)
+        run = train_surrogate(config)
         raw, cal = run.uncalibrated, run.calibration
         console.print(
             f"trained in {run.training_seconds:.1f} s (best epoch {run.history.best_epoch + 1}); held-out pulls as "

@@ -32,6 +32,9 @@ class TensorSpec(_Strict):
     shape: tuple[int, ...]
     unit: str = Field(description="physical unit, e.g. 'GeV' or 'GeV^-2'; '1' for dimensionless")
     description: str = ""
+    columns: tuple[str, ...] | None = Field(
+        default=None, description="names of the last dimension's entries, e.g. a calorimeter cluster's features"
+    )
 
     @model_validator(mode="after")
     def _dims_valid(self) -> TensorSpec:

@@ -13,12 +13,12 @@ TINY_MODEL = "gg_gg"
 def tiny_run():
     """A quickly trained 3-member gg -> gg ensemble (seconds); accuracy is beside the point here."""
     from training.fit import FitConfig
-    from training.pipeline import AmplitudeTrainingConfig, train_amplitude_surrogate
+    from training.pipeline import TrainingConfig, train_surrogate
 
-    config = AmplitudeTrainingConfig(
+    config = TrainingConfig(
         process="gg_gg", n_events=2_000, members=3, hidden=16, layers=2, fit=FitConfig(epochs=5, seed=1), seed=1
     )
-    return train_amplitude_surrogate(config, show_progress=False)
+    return train_surrogate(config, show_progress=False)
 
 
 @pytest.fixture(scope="session")

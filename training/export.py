@@ -29,18 +29,23 @@ from service.card import (
 )
 from training import __version__
 from training.physics.processes import get_process
-from training.pipeline import TrainedSurrogate, predict
-from training.surrogate import OUTPUT_NAMES, AmplitudeSurrogate
+from training.pipeline import TrainedSurrogate, inputs_of, predict
+from training.surrogate import OUTPUT_NAMES, Surrogate
 
 EXPORT_RTOL = 1e-5  # ONNX against torch, relative, on every output (issue acceptance)
-INPUT_NAME = "momenta"
+AMPLITUDE_INPUT = "momenta"
+CALORIMETER_INPUT = "features"
 
 
 class ExportMismatch(RuntimeError):
     """The exported graph does not reproduce the torch model."""
 
 
-def export_onnx(model: AmplitudeSurrogate, path: Path, example: np.ndarray) -> None:
+def input_name(model: Surrogate) -> str:
+    return AMPLITUDE_INPUT if model.target_transform == "log" else CALORIMETER_INPUT
+
+
+def export_onnx(model: Surrogate, path: Path, example: np.ndarray) -> None:
     """Trace the whole surrogate with torch's ONNX exporter; the batch dimension stays dynamic."""
     model.eval()
     batch = torch.export.Dim("batch")
@@ -52,7 +57,7 @@ def export_onnx(model: AmplitudeSurrogate, path: Path, example: np.ndarray) -> N
         program = torch.onnx.export(
             model,
             (torch.from_numpy(example),),
-            input_names=[INPUT_NAME],
+            input_names=[input_name(model)],
             output_names=list(OUTPUT_NAMES),
             dynamic_shapes=({0: batch},),
             dynamo=True,
@@ -62,49 +67,77 @@ def export_onnx(model: AmplitudeSurrogate, path: Path, example: np.ndarray) -> N
     exporter_log.setLevel(level)
 
 
-def max_relative_difference(model: AmplitudeSurrogate, path: Path, momenta: np.ndarray) -> float:
+def max_relative_difference(model: Surrogate, path: Path, inputs: np.ndarray) -> float:
     """Largest |onnx - torch| / |torch| over every output and point."""
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    onnx_out = session.run(list(OUTPUT_NAMES), {INPUT_NAME: momenta})
-    torch_out = predict(model, momenta)
+    onnx_out = session.run(list(OUTPUT_NAMES), {input_name(model): inputs})
+    torch_out = predict(model, inputs)
     return max(float(np.max(np.abs(a - b) / np.abs(b))) for a, b in zip(onnx_out, torch_out, strict=True))
 
 
-def amplitude_card(run: TrainedSurrogate, name: str, version: int) -> ModelCard:
+OUTPUT_DOC = {
+    "mean": "the surrogate's prediction",
+    "sigma_stat": "uncertainty from the finite training set (spread of the members)",
+    "sigma_syst": "learned per-point uncertainty (average of the members' widths)",
+    "sigma_tot": "sqrt(sigma_stat^2 + sigma_syst^2)",
+}
+
+
+def _input_spec(run: TrainedSurrogate) -> tuple[TensorSpec, str, str]:
+    """The graph input, the output unit and a description of the task."""
     config = run.config
+    if config.task == "calibration":
+        names = tuple(run.test.feature_names)
+        spec = TensorSpec(
+            name=CALORIMETER_INPUT,
+            datatype="FP64",
+            shape=(-1, len(names)),
+            unit="mixed",
+            description="topo-cluster features at EM scale, columns as listed (units in the data schema)",
+            columns=names,
+        )
+        return spec, "1", "calorimeter response R = E_reco / E_dep of single-particle clusters"
     process = get_process(config.process)
-    unit = process.unit
-    output_doc = {
-        "mean": "surrogate |M|^2",
-        "sigma_stat": "uncertainty from the finite training set (spread of the members)",
-        "sigma_syst": "learned per-point uncertainty (average of the members' widths)",
-        "sigma_tot": "sqrt(sigma_stat^2 + sigma_syst^2)",
-    }
-    return ModelCard(
-        name=name,
-        version=version,
-        task="amplitude",
-        process=config.process,
-        description=f"|M|^2 of {config.process} at tree level, summed over final and averaged over initial "
-        "colours and helicities, g_s = 1",
-        inputs=(
-            TensorSpec(
-                name=INPUT_NAME,
-                datatype="FP64",
-                shape=(-1, process.n_particles, 4),
-                unit="GeV",
-                description="(E, px, py, pz) per particle in process order, incoming first, partonic CM frame",
-            ),
-        ),
-        outputs=tuple(
-            TensorSpec(name=o, datatype="FP64", shape=(-1,), unit=unit, description=output_doc[o]) for o in OUTPUT_NAMES
-        ),
-        uncertainty=UncertaintySpec(method="deep_ensemble", members=config.members, target_transform="log"),
-        domain=Domain(
+    spec = TensorSpec(
+        name=AMPLITUDE_INPUT,
+        datatype="FP64",
+        shape=(-1, process.n_particles, 4),
+        unit="GeV",
+        description="(E, px, py, pz) per particle in process order, incoming first, partonic CM frame",
+    )
+    description = (
+        f"|M|^2 of {config.process} at tree level, summed over final and averaged over initial colours and "
+        "helicities, g_s = 1"
+    )
+    return spec, process.unit, description
+
+
+def build_card(run: TrainedSurrogate, name: str, version: int) -> ModelCard:
+    config = run.config
+    input_spec, unit, description = _input_spec(run)
+    domain = (
+        Domain(description="simulated single-particle clusters (training/physics/calorimeter.py defaults)")
+        if config.task == "calibration"
+        else Domain(
             description=config.domain.describe(),
             sqrt_s_gev=config.domain.sqrt_s_gev,
             min_sij_over_s=config.domain.min_sij_over_s,
+        )
+    )
+    return ModelCard(
+        name=name,
+        version=version,
+        task=config.task,
+        process=config.process,
+        description=description,
+        inputs=(input_spec,),
+        outputs=tuple(
+            TensorSpec(name=o, datatype="FP64", shape=(-1,), unit=unit, description=OUTPUT_DOC[o]) for o in OUTPUT_NAMES
         ),
+        uncertainty=UncertaintySpec(
+            method=config.method, members=config.members, target_transform=run.model.target_transform
+        ),
+        domain=domain,
         calibration=run.calibration,
         provenance=Provenance(
             dataset_sha256=run.dataset_sha256,
@@ -125,11 +158,12 @@ def export_to_repository(run: TrainedSurrogate, repo: Path, name: str, version: 
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     try:
-        export_onnx(run.model, staging / MODEL_FILENAME, run.test.momenta[:16])
-        difference = max_relative_difference(run.model, staging / MODEL_FILENAME, run.test.momenta)
+        inputs = inputs_of(run.test)
+        export_onnx(run.model, staging / MODEL_FILENAME, inputs[:16])
+        difference = max_relative_difference(run.model, staging / MODEL_FILENAME, inputs)
         if difference > EXPORT_RTOL:
             raise ExportMismatch(f"ONNX differs from torch by {difference:.2e} relative (limit {EXPORT_RTOL:.0e})")
-        amplitude_card(run, name, version).write(staging / CARD_FILENAME)
+        build_card(run, name, version).write(staging / CARD_FILENAME)
         staging.rename(final)
     finally:
         shutil.rmtree(staging, ignore_errors=True)

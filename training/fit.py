@@ -1,16 +1,26 @@
-"""Training by the heteroscedastic Gaussian likelihood, all members at once, with early stopping."""
+"""Training by the heteroscedastic Gaussian likelihood, for every uncertainty method, with early stopping.
+
+- deep ensemble: K members, each on its own shuffling of the data, loss = Gaussian NLL;
+- repulsive ensemble: K members on shared batches, NLL + a function-space repulsion / N_train;
+- Bayesian network: one variational network, loss = NLL + KL / N_train (the negative ELBO per point).
+"""
 
 from __future__ import annotations
 
 import copy
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from training.models import gaussian_nll
+from training.models import VariationalMLP, function_space_repulsion, gaussian_nll
+
+Method = Literal["deep_ensemble", "bayesian", "repulsive_ensemble"]
+BAYESIAN_VALIDATION_DRAWS = 4  # weight draws averaged in the Bayesian network's validation loss
 
 
 class FitConfig(BaseModel):
@@ -21,6 +31,7 @@ class FitConfig(BaseModel):
     learning_rate: float = Field(default=3e-3, gt=0)
     weight_decay: float = Field(default=0.0, ge=0)
     patience: int = Field(default=30, ge=1, description="epochs without validation improvement before stopping")
+    repulsion: float = Field(default=1.0, ge=0, description="strength of the repulsive ensemble's repulsion")
     seed: int = 0
 
 
@@ -31,59 +42,83 @@ class FitHistory:
     best_epoch: int = 0
 
 
-def fit_ensemble(
-    ensemble: torch.nn.Module,
+def _step_loss(network: torch.nn.Module, method: Method, x, y, order, step, config: FitConfig, n: int):
+    batch = slice(step * config.batch_size, (step + 1) * config.batch_size)
+    if method == "deep_ensemble":
+        index = order[:, batch]  # (K, B): every member its own batch
+        return gaussian_nll(network(x[index]), y[index]) / network.members
+    index = order[0, batch]  # one batch shared by all members (the repulsion compares functions on it)
+    output = network(x[index])
+    loss = gaussian_nll(output, y[index]) / network.members
+    if method == "repulsive_ensemble":
+        loss = loss + config.repulsion * function_space_repulsion(output[..., 0]) / (n * network.members)
+    elif method == "bayesian":
+        loss = loss + network.kl_divergence() / n
+    return loss
+
+
+def _validation_loss(network: torch.nn.Module, x_val: torch.Tensor, y_val: torch.Tensor) -> float:
+    with torch.no_grad():
+        if isinstance(network, VariationalMLP):
+            draws = [gaussian_nll(network(x_val), y_val).item() for _ in range(BAYESIAN_VALIDATION_DRAWS)]
+            return sum(draws) / len(draws)
+        return gaussian_nll(network(x_val), y_val).item() / network.members
+
+
+def fit_network(
+    network: torch.nn.Module,
+    method: Method,
     x_train: torch.Tensor,
     y_train: torch.Tensor,
     x_val: torch.Tensor,
     y_val: torch.Tensor,
     config: FitConfig,
     show_progress: bool = True,
+    checkpoint: Path | None = None,
 ) -> FitHistory:
-    """Fit standardised inputs (N, F) to standardised targets (N,); every member gets its own shuffling.
+    """Fit standardised inputs (N, F) to standardised targets (N,) with AdamW and a cosine schedule.
 
-    The learning rate follows a cosine schedule; the weights of the best validation epoch are kept.
+    The weights of the best validation epoch are kept (and saved to `checkpoint` at each improvement).
     """
-    members = ensemble.members
     n = len(y_train)
     steps = math.ceil(n / config.batch_size)
     generator = torch.Generator().manual_seed(config.seed)
-    optimiser = torch.optim.AdamW(ensemble.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+    optimiser = torch.optim.AdamW(network.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=config.epochs * steps)
     history = FitHistory()
-    best_state, best_loss, stale = copy.deepcopy(ensemble.state_dict()), math.inf, 0
+    best_state, best_loss, stale = copy.deepcopy(network.state_dict()), math.inf, 0
     columns = [
-        TextColumn("training {task.fields[members]} members"),
+        TextColumn(f"{method.replace('_', ' ')} ({network.members} x)"),
         BarColumn(),
         TextColumn("{task.completed}/{task.total} epochs"),
         TextColumn("val NLL {task.fields[val]:.4f}"),
         TimeElapsedColumn(),
     ]
-    with Progress(*columns, disable=not show_progress, transient=False) as progress:
-        task = progress.add_task("fit", total=config.epochs, members=members, val=math.nan)
+    with Progress(*columns, disable=not show_progress) as progress:
+        task = progress.add_task("fit", total=config.epochs, val=math.nan)
         for epoch in range(config.epochs):
-            ensemble.train()
-            order = torch.argsort(torch.rand(members, n, generator=generator), dim=1)
+            network.train()
+            order = torch.argsort(torch.rand(network.members, n, generator=generator), dim=1)
             total = 0.0
             for step in range(steps):
-                index = order[:, step * config.batch_size : (step + 1) * config.batch_size]
-                loss = gaussian_nll(ensemble(x_train[index]), y_train[index]) / members
+                loss = _step_loss(network, method, x_train, y_train, order, step, config, n)
                 optimiser.zero_grad(set_to_none=True)
                 loss.backward()
                 optimiser.step()
                 schedule.step()
                 total += loss.item()
-            ensemble.eval()
-            with torch.no_grad():
-                val = gaussian_nll(ensemble(x_val), y_val).item() / members
+            network.eval()
+            val = _validation_loss(network, x_val, y_val)
             history.train_loss.append(total / steps)
             history.val_loss.append(val)
             if val < best_loss:
-                best_state, best_loss, stale, history.best_epoch = copy.deepcopy(ensemble.state_dict()), val, 0, epoch
+                best_state, best_loss, stale, history.best_epoch = copy.deepcopy(network.state_dict()), val, 0, epoch
+                if checkpoint is not None:
+                    torch.save({"epoch": epoch, "val_loss": val, "state": best_state}, checkpoint)
             else:
                 stale += 1
             progress.update(task, advance=1, val=val)
             if stale >= config.patience:
                 break
-    ensemble.load_state_dict(best_state)
+    network.load_state_dict(best_state)
     return history

@@ -51,3 +51,84 @@ def gaussian_nll(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     mu, log_sigma = output[..., 0], output[..., 1]
     nll = 0.5 * ((target - mu) * torch.exp(-log_sigma)) ** 2 + log_sigma
     return nll.mean(dim=-1).sum()
+
+
+INITIAL_POSTERIOR_SIGMA = 1e-3  # start close to a deterministic network; the likelihood and KL widen it
+
+
+class VariationalMLP(nn.Module):
+    """A Bayesian network: mean-field Gaussian weights q(w) = N(mu, softplus(rho)^2) with a N(0, prior^2) prior.
+
+    Each forward pass draws one set of weights (reparameterisation), so the training loss is the negative
+    ELBO: Gaussian NLL + KL(q || prior) / N_train. At export the posterior is frozen into K seeded draws,
+    `sample_members`, which serve as an ensemble: their spread is sigma_stat, their widths sigma_syst.
+    """
+
+    members = 1
+
+    def __init__(self, n_inputs: int, hidden: int, layers: int, generator: torch.Generator, prior_sigma: float = 1.0):
+        super().__init__()
+        init = StackedMLP(1, n_inputs, hidden, layers, generator)
+        self.means = nn.ParameterList([nn.Parameter(w[0].clone()) for w in init.weights])
+        self.bias_means = nn.ParameterList([nn.Parameter(b[0].clone()) for b in init.biases])
+        start = math.log(math.expm1(INITIAL_POSTERIOR_SIGMA))
+        self.rhos = nn.ParameterList([nn.Parameter(torch.full_like(w, start)) for w in self.means])
+        self.bias_rhos = nn.ParameterList([nn.Parameter(torch.full_like(b, start)) for b in self.bias_means])
+        self.prior_sigma = prior_sigma
+        self.activation = nn.SiLU()
+        self.hidden, self.layers = hidden, layers
+
+    def _draw(self, generator: torch.Generator | None = None) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        def sample(mean: torch.Tensor, rho: torch.Tensor) -> torch.Tensor:
+            noise = torch.randn(mean.shape, generator=generator, dtype=mean.dtype)
+            return mean + nn.functional.softplus(rho) * noise
+
+        weights = [sample(m, r) for m, r in zip(self.means, self.rhos)]
+        biases = [sample(m, r) for m, r in zip(self.bias_means, self.bias_rhos)]
+        return weights, biases
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """One draw of the weights applied to x (B, F) or (1, B, F); output (1, B, 2)."""
+        h = x.unsqueeze(0) if x.dim() == 2 else x
+        weights, biases = self._draw()
+        for i, (w, b) in enumerate(zip(weights, biases)):
+            h = torch.matmul(h, w) + b
+            if i < len(weights) - 1:
+                h = self.activation(h)
+        return h
+
+    def kl_divergence(self) -> torch.Tensor:
+        """KL(q || prior) summed over every weight, in closed form for Gaussians."""
+        total = torch.zeros(())
+        prior_var = self.prior_sigma**2
+        for mean, rho in [*zip(self.means, self.rhos), *zip(self.bias_means, self.bias_rhos)]:
+            var = nn.functional.softplus(rho) ** 2
+            total = total + 0.5 * ((var + mean**2) / prior_var - 1.0 - torch.log(var / prior_var)).sum()
+        return total
+
+    def sample_members(self, members: int, seed: int) -> StackedMLP:
+        """K fixed draws from the posterior as a stacked ensemble (what gets exported)."""
+        generator = torch.Generator().manual_seed(seed)
+        stacked = StackedMLP(members, self.means[0].shape[0], self.hidden, self.layers, generator)
+        draws = [self._draw(generator) for _ in range(members)]
+        with torch.no_grad():
+            for layer in range(len(self.means)):
+                stacked.weights[layer].copy_(torch.stack([w[layer] for w, _ in draws]))
+                stacked.biases[layer].copy_(torch.stack([b[layer] for _, b in draws]))
+        return stacked.to(self.means[0].dtype)
+
+
+def function_space_repulsion(member_means: torch.Tensor) -> torch.Tensor:
+    """Repulsion of a repulsive ensemble (D'Angelo and Fortuin, arXiv:2106.11642), in function space.
+
+    member_means (K, B): each member's prediction on the same batch. Returns sum_i log sum_j k(f_i, sg(f_j))
+    with an RBF kernel whose bandwidth follows the median heuristic; its gradient pushes member i away from
+    the others (the Wasserstein-gradient-flow update with a kernel density estimate of the function-space
+    posterior). Scaled by 1 / N_train by the caller, so it competes with the likelihood of the whole set.
+    """
+    members = member_means.shape[0]
+    others = member_means.detach()
+    distances = ((member_means.unsqueeze(1) - others.unsqueeze(0)) ** 2).sum(-1)  # (K, K)
+    off_diagonal = distances.detach()[~torch.eye(members, dtype=torch.bool)]
+    bandwidth = off_diagonal.median() / math.log(members) + 1e-12
+    return torch.logsumexp(-distances / bandwidth, dim=1).sum()

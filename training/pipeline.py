@@ -1,44 +1,63 @@
-"""Amplitude surrogate from scratch: generate data, fit the ensemble, measure its calibration."""
+"""A surrogate from data to calibrated model: build, fit by the chosen uncertainty method, recalibrate, measure.
+
+One entry point for every method and task: amplitudes (four-momenta in, |M|^2 out, fitted in log space) and
+calorimeter response (cluster features in, R = E_reco / E_dep out).
+"""
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
+import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
 from service.card import CalibrationReport
+from training import data
 from training.calibration import calibration_report, fit_recalibration_factor
-from training.data import AmplitudeDataset, PhaseSpaceDomain, generate_amplitudes, split
-from training.fit import FitConfig, FitHistory, fit_ensemble
-from training.physics.processes import get_process
-from training.surrogate import AmplitudeSurrogate
+from training.fit import FitConfig, FitHistory, Method, fit_network
+from training.models import StackedMLP, VariationalMLP
+from training.surrogate import InvariantFeatures, Standardisation, Surrogate
 
 # train, validation (early stopping), calibration (recalibration factor), test (calibration report)
 SPLIT_FRACTIONS = (0.7, 0.1, 0.1, 0.1)
+CALORIMETER = "calorimeter"
 
 
-class AmplitudeTrainingConfig(BaseModel):
+class TrainingConfig(BaseModel):
+    """Everything a training run depends on; YAML files map onto it field by field."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    process: str = "gg_gg"
+    process: str = Field(default="gg_gg", description="gg_gg, gg_ggg, gg_gggg or calorimeter")
     n_events: int = Field(default=20_000, ge=100, description="events generated, split 70/10/10/10")
-    domain: PhaseSpaceDomain = PhaseSpaceDomain()
-    members: int = Field(default=4, ge=2)
+    domain: data.PhaseSpaceDomain = data.PhaseSpaceDomain()
+    method: Method = "deep_ensemble"
+    members: int = Field(default=4, ge=2, description="ensemble members, or posterior draws exported")
     hidden: int = Field(default=64, ge=1)
     layers: int = Field(default=3, ge=1)
+    prior_sigma: float = Field(default=1.0, gt=0, description="Bayesian network: width of the weight prior")
     fit: FitConfig = FitConfig()
     recalibrate: bool = Field(default=True, description="scale sigma so calibration-split pulls have unit RMS")
     seed: int = 0
 
+    @classmethod
+    def from_yaml(cls, path: Path) -> TrainingConfig:
+        return cls.model_validate(yaml.safe_load(Path(path).read_text()) or {})
+
+    @property
+    def task(self) -> str:
+        return "calibration" if self.process == CALORIMETER else "amplitude"
+
 
 @dataclass
 class TrainedSurrogate:
-    config: AmplitudeTrainingConfig
-    model: AmplitudeSurrogate
-    test: AmplitudeDataset
+    config: TrainingConfig
+    model: Surrogate
+    test: object  # the held-out dataset (AmplitudeDataset or CalorimeterDataset)
     history: FitHistory
     calibration: CalibrationReport
     uncalibrated: CalibrationReport
@@ -46,34 +65,59 @@ class TrainedSurrogate:
     training_seconds: float
 
 
-def predict(model: AmplitudeSurrogate, momenta: np.ndarray) -> tuple[np.ndarray, ...]:
+def inputs_of(dataset) -> np.ndarray:
+    """The network input of a dataset: four-momenta of an amplitude set, features of a calorimeter set."""
+    return dataset.momenta if hasattr(dataset, "momenta") else dataset.features
+
+
+def predict(model: Surrogate, inputs: np.ndarray) -> tuple[np.ndarray, ...]:
     """mean, sigma_stat, sigma_syst, sigma_tot of the torch model, as float64 numpy arrays."""
     model.eval()
     with torch.no_grad():
-        return tuple(t.numpy() for t in model(torch.from_numpy(momenta)))
+        return tuple(t.numpy() for t in model(torch.from_numpy(np.ascontiguousarray(inputs))))
 
 
-def train_amplitude_surrogate(config: AmplitudeTrainingConfig, show_progress: bool = True) -> TrainedSurrogate:
+def generate_dataset(config: TrainingConfig):
+    if config.process == CALORIMETER:
+        return data.generate_calorimeter(config.n_events, config.seed)
+    return data.generate_amplitudes(config.process, config.n_events, config.seed, config.domain)
+
+
+def build_surrogate(config: TrainingConfig, inputs: np.ndarray) -> Surrogate:
+    generator = torch.Generator().manual_seed(config.seed)
+    if config.task == "amplitude":
+        features, transform = InvariantFeatures(inputs.shape[1]), "log"
+    else:
+        features, transform = Standardisation(inputs.shape[1]), "identity"
+    if config.method == "bayesian":
+        network = VariationalMLP(features.n_features, config.hidden, config.layers, generator, config.prior_sigma)
+    else:
+        network = StackedMLP(config.members, features.n_features, config.hidden, config.layers, generator)
+    return Surrogate(features, network, transform)
+
+
+def train_surrogate(config: TrainingConfig, dataset=None, show_progress: bool = True) -> TrainedSurrogate:
+    """Fit a surrogate on `dataset` (generated from the config when None) and measure its calibration."""
     started = time.perf_counter()
     torch.manual_seed(config.seed)
-    process = get_process(config.process)
-    data = generate_amplitudes(config.process, config.n_events, config.seed, config.domain)
-    train, val, calib, test = split(data, SPLIT_FRACTIONS, config.seed)
-    model = AmplitudeSurrogate(process.n_particles, config.members, config.hidden, config.layers, config.seed)
-    p_train, p_val = torch.from_numpy(train.momenta), torch.from_numpy(val.momenta)
+    dataset = dataset if dataset is not None else generate_dataset(config)
+    train, val, calib, test = data.split(dataset, SPLIT_FRACTIONS, config.seed)
+    model = build_surrogate(config, inputs_of(train))
+    p_train, p_val = (torch.from_numpy(inputs_of(d)) for d in (train, val))
     model.fit_standardisation(p_train, torch.from_numpy(train.target))
     with torch.no_grad():
         x_train, x_val = (model.features(p).float() for p in (p_train, p_val))
         y_train, y_val = (model.standardise_target(torch.from_numpy(d.target)).float() for d in (train, val))
-    history = fit_ensemble(model.ensemble, x_train, y_train, x_val, y_val, config.fit, show_progress)
+    history = fit_network(model.ensemble, config.method, x_train, y_train, x_val, y_val, config.fit, show_progress)
+    if isinstance(model.ensemble, VariationalMLP):
+        model.ensemble = model.ensemble.sample_members(config.members, config.seed)
     model.double()  # evaluate, calibrate and export the trained members in float64 (see network_dtype)
-    mean, _, _, sigma_tot = predict(model, test.momenta)
+    mean, _, _, sigma_tot = predict(model, inputs_of(test))
     uncalibrated = calibration_report(mean, sigma_tot, test.target)
     if config.recalibrate:
-        calib_mean, _, _, calib_sigma = predict(model, calib.momenta)
+        calib_mean, _, _, calib_sigma = predict(model, inputs_of(calib))
         model.recalibration.fill_(fit_recalibration_factor(calib_mean, calib_sigma, calib.target))
-        mean, _, _, sigma_tot = predict(model, test.momenta)
+        mean, _, _, sigma_tot = predict(model, inputs_of(test))
     report = calibration_report(mean, sigma_tot, test.target, float(model.recalibration))
-    return TrainedSurrogate(
-        config, model, test, history, report, uncalibrated, data.sha256(), time.perf_counter() - started
-    )
+    elapsed = time.perf_counter() - started
+    return TrainedSurrogate(config, model, test, history, report, uncalibrated, dataset.sha256(), elapsed)

@@ -4,7 +4,7 @@ import torch
 
 from training.models import StackedMLP, gaussian_nll
 from training.physics.phase_space import sample_cut_phase_space
-from training.surrogate import AmplitudeSurrogate, InvariantFeatures
+from training.surrogate import InvariantFeatures, Surrogate
 
 
 def _momenta(n=64, n_final=2, seed=0):
@@ -47,14 +47,15 @@ def test_features_are_lorentz_invariant_and_standardised():
 
 
 def test_aggregation_follows_the_uncertainty_contract():
-    model = AmplitudeSurrogate(n_particles=4, members=5, hidden=8, layers=2, seed=3).double()
+    network = StackedMLP(members=5, n_inputs=6, hidden=8, layers=2, generator=torch.Generator().manual_seed(3))
+    model = Surrogate(InvariantFeatures(4), network, "log").double()
     p = _momenta(40)
     target = torch.rand(40, dtype=torch.float64) * 100 + 10
     model.fit_standardisation(p, target)
     model.recalibration.fill_(1.5)
     with torch.no_grad():
         mean, sigma_stat, sigma_syst, sigma_tot = (t.numpy() for t in model(p))
-        mu, s = (t.numpy() for t in model.members_log(p))
+        mu, s = (t.numpy() for t in model.members_transformed(p))
     np.testing.assert_allclose(mean, np.exp(mu.mean(0)), rtol=1e-12)
     np.testing.assert_allclose(sigma_stat, 1.5 * mean * mu.std(0, ddof=1), rtol=1e-10)
     np.testing.assert_allclose(sigma_syst, 1.5 * mean * np.sqrt((s**2).mean(0)), rtol=1e-10)
