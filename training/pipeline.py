@@ -35,6 +35,7 @@ class TrainingConfig(BaseModel):
     process: str = Field(default="gg_gg", description="gg_gg, gg_ggg, gg_gggg or calorimeter")
     n_events: int = Field(default=20_000, ge=100, description="events generated, split 70/10/10/10")
     domain: data.PhaseSpaceDomain = data.PhaseSpaceDomain()
+    noise: float = Field(default=0.0, ge=0, lt=1, description="relative label noise injected into generated data")
     method: Method = "deep_ensemble"
     members: int = Field(default=4, ge=2, description="ensemble members, or posterior draws exported")
     hidden: int = Field(default=64, ge=1)
@@ -77,30 +78,34 @@ def predict(model: Surrogate, inputs: np.ndarray) -> tuple[np.ndarray, ...]:
         return tuple(t.numpy() for t in model(torch.from_numpy(np.ascontiguousarray(inputs))))
 
 
-def generate_dataset(config: TrainingConfig):
-    if config.process == CALORIMETER:
-        return data.generate_calorimeter(config.n_events, config.seed)
-    return data.generate_amplitudes(config.process, config.n_events, config.seed, config.domain)
-
-
-def build_surrogate(config: TrainingConfig, inputs: np.ndarray) -> Surrogate:
+def build_surrogate(config: TrainingConfig, inputs: np.ndarray, trained: bool = False) -> Surrogate:
+    """An untrained surrogate for `config`; `trained=True` gives the shape of a finished one (a Bayesian
+    network is then its K posterior draws), ready to load saved weights into."""
     generator = torch.Generator().manual_seed(config.seed)
     if config.task == "amplitude":
         features, transform = InvariantFeatures(inputs.shape[1]), "log"
     else:
         features, transform = Standardisation(inputs.shape[1]), "identity"
-    if config.method == "bayesian":
+    if config.method == "bayesian" and not trained:
         network = VariationalMLP(features.n_features, config.hidden, config.layers, generator, config.prior_sigma)
     else:
         network = StackedMLP(config.members, features.n_features, config.hidden, config.layers, generator)
     return Surrogate(features, network, transform)
 
 
-def train_surrogate(config: TrainingConfig, dataset=None, show_progress: bool = True) -> TrainedSurrogate:
-    """Fit a surrogate on `dataset` (generated from the config when None) and measure its calibration."""
+def train_surrogate(
+    config: TrainingConfig, dataset=None, show_progress: bool = True, checkpoint: Path | None = None
+) -> TrainedSurrogate:
+    """Fit a surrogate on `dataset` (generated from the config when None) and measure its calibration.
+
+    `checkpoint`: where the best weights so far are saved during training.
+    """
     started = time.perf_counter()
     torch.manual_seed(config.seed)
-    dataset = dataset if dataset is not None else generate_dataset(config)
+    if dataset is None:
+        domain = None if config.task == "calibration" else config.domain
+        noise = config.noise or None
+        dataset = data.generate_dataset(config.process, config.n_events, config.seed, domain=domain, noise=noise)
     train, val, calib, test = data.split(dataset, SPLIT_FRACTIONS, config.seed)
     model = build_surrogate(config, inputs_of(train))
     p_train, p_val = (torch.from_numpy(inputs_of(d)) for d in (train, val))
@@ -108,7 +113,9 @@ def train_surrogate(config: TrainingConfig, dataset=None, show_progress: bool = 
     with torch.no_grad():
         x_train, x_val = (model.features(p).float() for p in (p_train, p_val))
         y_train, y_val = (model.standardise_target(torch.from_numpy(d.target)).float() for d in (train, val))
-    history = fit_network(model.ensemble, config.method, x_train, y_train, x_val, y_val, config.fit, show_progress)
+    history = fit_network(
+        model.ensemble, config.method, x_train, y_train, x_val, y_val, config.fit, show_progress, checkpoint
+    )
     if isinstance(model.ensemble, VariationalMLP):
         model.ensemble = model.ensemble.sample_members(config.members, config.seed)
     model.double()  # evaluate, calibrate and export the trained members in float64 (see network_dtype)

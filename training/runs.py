@@ -1,0 +1,59 @@
+"""A training run on disk, so that `calsurr train` and `calsurr export` can be separate steps.
+
+<run>/surrogate.pt    torch state of the trained (float64) surrogate, its config and calibration
+<run>/test.h5         the held-out split, in the dataset schema (export checks ONNX against torch on it)
+<run>/checkpoint.pt   the best weights while training (early stopping), kept for inspection
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from service.card import CalibrationReport
+from training.data import read_dataset, write_dataset
+from training.fit import FitHistory
+from training.pipeline import TrainedSurrogate, TrainingConfig, build_surrogate, inputs_of
+
+SURROGATE_FILE = "surrogate.pt"
+TEST_FILE = "test.h5"
+
+
+def save_run(run: TrainedSurrogate, folder: Path) -> Path:
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.save(
+        {
+            "config": run.config.model_dump(mode="json"),
+            "state": run.model.state_dict(),
+            "calibration": run.calibration.model_dump(mode="json"),
+            "uncalibrated": run.uncalibrated.model_dump(mode="json"),
+            "history": {"train": run.history.train_loss, "val": run.history.val_loss, "best": run.history.best_epoch},
+            "dataset_sha256": run.dataset_sha256,
+            "training_seconds": run.training_seconds,
+        },
+        folder / SURROGATE_FILE,
+    )
+    write_dataset(folder / TEST_FILE, run.test)
+    return folder
+
+
+def load_run(folder: Path) -> TrainedSurrogate:
+    folder = Path(folder)
+    saved = torch.load(folder / SURROGATE_FILE, weights_only=True)
+    config = TrainingConfig.model_validate(saved["config"])
+    test = read_dataset(folder / TEST_FILE)
+    model = build_surrogate(config, inputs_of(test), trained=True).double()
+    model.load_state_dict(saved["state"])
+    history = FitHistory(saved["history"]["train"], saved["history"]["val"], saved["history"]["best"])
+    return TrainedSurrogate(
+        config,
+        model,
+        test,
+        history,
+        CalibrationReport.model_validate(saved["calibration"]),
+        CalibrationReport.model_validate(saved["uncalibrated"]),
+        saved["dataset_sha256"],
+        saved["training_seconds"],
+    )
