@@ -236,6 +236,11 @@ class AmplitudeDataset:
             **dict(self.provenance),
         )
 
+    @property
+    def inputs(self) -> np.ndarray:
+        """What a surrogate takes: the four-momenta."""
+        return self.momenta
+
     def subset(self, index: np.ndarray) -> AmplitudeDataset:
         sigma = None if self.target_sigma is None else self.target_sigma[index]
         return AmplitudeDataset(self.process, self.momenta[index], self.target[index], sigma, self.provenance)
@@ -290,6 +295,11 @@ class CalorimeterDataset:
             units={**units, "target": "1", "target_sigma": "1"},
             **dict(self.provenance),
         )
+
+    @property
+    def inputs(self) -> np.ndarray:
+        """What a surrogate takes: the cluster features."""
+        return self.features
 
     def subset(self, index: np.ndarray) -> CalorimeterDataset:
         sigma = None if self.target_sigma is None else self.target_sigma[index]

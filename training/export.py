@@ -29,7 +29,7 @@ from service.card import (
 )
 from training import __version__
 from training.physics.processes import get_process
-from training.pipeline import TrainedSurrogate, inputs_of, predict
+from training.pipeline import TrainedSurrogate, predict
 from training.surrogate import OUTPUT_NAMES, Surrogate
 
 EXPORT_RTOL = 1e-5  # ONNX against torch, relative, on every output (issue acceptance)
@@ -158,7 +158,7 @@ def export_to_repository(run: TrainedSurrogate, repo: Path, name: str, version: 
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     try:
-        inputs = inputs_of(run.test)
+        inputs = run.test.inputs
         export_onnx(run.model, staging / MODEL_FILENAME, inputs[:16])
         difference = max_relative_difference(run.model, staging / MODEL_FILENAME, inputs)
         if difference > EXPORT_RTOL:

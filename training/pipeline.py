@@ -66,11 +66,6 @@ class TrainedSurrogate:
     training_seconds: float
 
 
-def inputs_of(dataset) -> np.ndarray:
-    """The network input of a dataset: four-momenta of an amplitude set, features of a calorimeter set."""
-    return dataset.momenta if hasattr(dataset, "momenta") else dataset.features
-
-
 def predict(model: Surrogate, inputs: np.ndarray) -> tuple[np.ndarray, ...]:
     """mean, sigma_stat, sigma_syst, sigma_tot of the torch model, as float64 numpy arrays."""
     model.eval()
@@ -107,8 +102,8 @@ def train_surrogate(
         noise = config.noise or None
         dataset = data.generate_dataset(config.process, config.n_events, config.seed, domain=domain, noise=noise)
     train, val, calib, test = data.split(dataset, SPLIT_FRACTIONS, config.seed)
-    model = build_surrogate(config, inputs_of(train))
-    p_train, p_val = (torch.from_numpy(inputs_of(d)) for d in (train, val))
+    model = build_surrogate(config, train.inputs)
+    p_train, p_val = (torch.from_numpy(d.inputs) for d in (train, val))
     model.fit_standardisation(p_train, torch.from_numpy(train.target))
     with torch.no_grad():
         x_train, x_val = (model.features(p).float() for p in (p_train, p_val))
@@ -119,12 +114,12 @@ def train_surrogate(
     if isinstance(model.ensemble, VariationalMLP):
         model.ensemble = model.ensemble.sample_members(config.members, config.seed)
     model.double()  # evaluate, calibrate and export the trained members in float64 (see network_dtype)
-    mean, _, _, sigma_tot = predict(model, inputs_of(test))
+    mean, _, _, sigma_tot = predict(model, test.inputs)
     uncalibrated = calibration_report(mean, sigma_tot, test.target)
     if config.recalibrate:
-        calib_mean, _, _, calib_sigma = predict(model, inputs_of(calib))
+        calib_mean, _, _, calib_sigma = predict(model, calib.inputs)
         model.recalibration.fill_(fit_recalibration_factor(calib_mean, calib_sigma, calib.target))
-        mean, _, _, sigma_tot = predict(model, inputs_of(test))
+        mean, _, _, sigma_tot = predict(model, test.inputs)
     report = calibration_report(mean, sigma_tot, test.target, float(model.recalibration))
     elapsed = time.perf_counter() - started
     return TrainedSurrogate(config, model, test, history, report, uncalibrated, dataset.sha256(), elapsed)

@@ -14,7 +14,7 @@ import torch
 from service.card import CalibrationReport
 from training.data import read_dataset, write_dataset
 from training.fit import FitHistory
-from training.pipeline import TrainedSurrogate, TrainingConfig, build_surrogate, inputs_of
+from training.pipeline import TrainedSurrogate, TrainingConfig, build_surrogate
 
 SURROGATE_FILE = "surrogate.pt"
 TEST_FILE = "test.h5"
@@ -44,7 +44,7 @@ def load_run(folder: Path) -> TrainedSurrogate:
     saved = torch.load(folder / SURROGATE_FILE, weights_only=True)
     config = TrainingConfig.model_validate(saved["config"])
     test = read_dataset(folder / TEST_FILE)
-    model = build_surrogate(config, inputs_of(test), trained=True).double()
+    model = build_surrogate(config, test.inputs, trained=True).double()
     model.load_state_dict(saved["state"])
     history = FitHistory(saved["history"]["train"], saved["history"]["val"], saved["history"]["best"])
     return TrainedSurrogate(

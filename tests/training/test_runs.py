@@ -8,7 +8,7 @@ from service.card import CARD_FILENAME, MODEL_FILENAME, ModelCard
 from training.export import export_to_repository
 from training.fit import FitConfig
 from training.physics.calorimeter import FEATURE_NAMES
-from training.pipeline import TrainingConfig, inputs_of, predict, train_surrogate
+from training.pipeline import TrainingConfig, predict, train_surrogate
 from training.runs import load_run, save_run
 
 pytestmark = pytest.mark.slow
@@ -35,7 +35,7 @@ def test_calorimeter_response_trains_and_exports_with_named_features(method, tmp
     card = ModelCard.read(folder / CARD_FILENAME)
     assert card.task == "calibration" and card.inputs[0].name == "features"
     assert card.inputs[0].columns == FEATURE_NAMES and card.inputs[0].shape == (-1, len(FEATURE_NAMES))
-    features = inputs_of(run.test)
+    features = run.test.inputs
     (mean,) = ort.InferenceSession(str(folder / MODEL_FILENAME)).run(["mean"], {"features": features})
     np.testing.assert_allclose(mean, predict(run.model, features)[0], rtol=1e-5)
     assert 0.3 < np.median(mean) < 1.2  # a response, not a stray scale
