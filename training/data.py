@@ -26,7 +26,7 @@ import logging
 import math
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar, Literal, TypeVar
@@ -456,12 +456,10 @@ def file_format(path: Path | str) -> FileFormat:
 
 
 def _input_array(dataset: Dataset) -> tuple[str, np.ndarray]:
-    if isinstance(dataset, AmplitudeDataset):
-        return "momenta", dataset.momenta
-    return "features", dataset.features
+    return ("momenta" if isinstance(dataset, AmplitudeDataset) else "features"), dataset.inputs
 
 
-def _write_hdf5(path: Path, dataset: Dataset, metadata_json: str) -> None:
+def _write_hdf5(path: Path, dataset: Dataset, metadata_json: str, extra: Mapping[str, np.ndarray]) -> None:
     name, inputs = _input_array(dataset)
     with h5py.File(path, "w") as f:
         f.attrs[METADATA_KEY] = metadata_json
@@ -471,9 +469,11 @@ def _write_hdf5(path: Path, dataset: Dataset, metadata_json: str) -> None:
         f.create_dataset("target", data=dataset.target)
         if dataset.target_sigma is not None:
             f.create_dataset("target_sigma", data=dataset.target_sigma)
+        for column, values in extra.items():
+            f.create_dataset(column, data=values)
 
 
-def _write_parquet(path: Path, dataset: Dataset, metadata_json: str) -> None:
+def _write_parquet(path: Path, dataset: Dataset, metadata_json: str, extra: Mapping[str, np.ndarray]) -> None:
     _, inputs = _input_array(dataset)
     names = dataset.metadata.columns
     flat = inputs.reshape(len(inputs), len(names))
@@ -481,18 +481,29 @@ def _write_parquet(path: Path, dataset: Dataset, metadata_json: str) -> None:
     columns["target"] = dataset.target
     if dataset.target_sigma is not None:
         columns["target_sigma"] = dataset.target_sigma
+    columns.update(extra)
     table = pa.table(columns).replace_schema_metadata({METADATA_KEY: metadata_json})
     pq.write_table(table, path)
 
 
-def write_dataset(path: Path | str, dataset: Dataset) -> Path:
-    """Write the dataset and its metadata; HDF5 or Parquet by suffix. Atomic: a reader never sees half a file."""
+def write_dataset(
+    path: Path | str, dataset: Dataset, extra_columns: Mapping[str, np.ndarray] | None = None
+) -> Path:
+    """Write the dataset and its metadata; HDF5 or Parquet by suffix. Atomic: a reader never sees half a file.
+
+    `extra_columns`: more per-event (N,) arrays stored beside the schema's, e.g. a surrogate's predictions;
+    `read_dataset` ignores them.
+    """
+    extra = dict(extra_columns or {})
+    clash = [c for c in extra if c in ("momenta", "features", "target", "target_sigma")]
+    if clash or any(np.shape(v) != (len(dataset),) for v in extra.values()):
+        raise ValueError(f"extra columns must be new names of shape ({len(dataset)},); got {list(extra)}")
     path = Path(path)
     fmt = file_format(path)
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     metadata_json = dataset.metadata.model_dump_json()
     try:
-        (_write_hdf5 if fmt == "hdf5" else _write_parquet)(temporary, dataset, metadata_json)
+        (_write_hdf5 if fmt == "hdf5" else _write_parquet)(temporary, dataset, metadata_json, extra)
         os.replace(temporary, path)
     finally:
         temporary.unlink(missing_ok=True)

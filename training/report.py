@@ -516,12 +516,18 @@ def _plot_coverage(points: _HeldOut, path: Path, title: str) -> Path:
         )
         ax.plot([0, 1], [0, 1], color="grey", ls="--", lw=1, label="perfect calibration")
         ax.plot(
-            NOMINAL_COVERAGE, observed_coverage(points.pull), color=DATA_COLOR, lw=2, label=r"$\sigma_\mathrm{tot}$"
+            NOMINAL_COVERAGE,
+            observed_coverage(points.pull),
+            color=DATA_COLOR,
+            lw=2,
+            label=r"intervals from $\sigma_\mathrm{tot}$",
         )
         for sigma, color, name in ((points.sigma_stat, STAT_COLOR, "stat"), (points.sigma_syst, SYST_COLOR, "syst")):
             if np.all(sigma > 0):
                 partial = observed_coverage(pulls(points.mean, sigma, points.truth))
-                ax.plot(NOMINAL_COVERAGE, partial, color=color, ls=":", label=f"$\\sigma_\\mathrm{{{name}}}$ alone")
+                ax.plot(
+                    NOMINAL_COVERAGE, partial, color=color, ls=":", label=f"from $\\sigma_\\mathrm{{{name}}}$ alone"
+                )
         marked = observed_coverage(points.pull, np.array(MARKED_COVERAGE))
         ax.plot(MARKED_COVERAGE, marked, "o", color=MODEL_COLOR, ms=6, zorder=3)
         for nominal, seen in zip(MARKED_COVERAGE, marked):
