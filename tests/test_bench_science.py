@@ -1,0 +1,23 @@
+"""The science benchmark's harness runs (tiny budgets, no targets asserted: it must not rot)."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow
+
+
+def test_quick_science_benchmark_writes_its_table(tmp_path):
+    command = [sys.executable, str(ROOT / "bench" / "science.py"), "--quick", "--out", str(tmp_path)]
+    command += ["--only", "gg_ggg_repulsive_ensemble", "--only", "calorimeter_bayesian"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    rows = json.loads((tmp_path / "results.json").read_text())
+    assert [r["name"] for r in rows] == ["gg_ggg_repulsive_ensemble", "calorimeter_bayesian"]
+    assert rows[1]["sigma_syst_ratio"] > 0 and "sigma_syst within 15 %" in rows[1]["checks"]
+    assert (tmp_path / "gg_ggg_repulsive_ensemble" / "pulls.png").is_file()
+    assert "| gg_ggg_repulsive_ensemble |" in (tmp_path / "results.md").read_text()
