@@ -12,8 +12,8 @@ COPY training ./training
 RUN pip install . && useradd --create-home --uid 10001 calsurr
 
 USER calsurr
-# gRPC (Open Inference Protocol, health, reflection)
-EXPOSE 8001
+# gRPC (Open Inference Protocol, health, reflection); Prometheus metrics at /metrics
+EXPOSE 8001 8002
 VOLUME ["/models"]
 ENV CALSURR_REPO=/models CALSURR_HOST=0.0.0.0 CALSURR_PORT=8001
 HEALTHCHECK --interval=15s --timeout=5s --start-period=20s CMD ["python", "-m", "service.healthcheck", "127.0.0.1:8001"]

@@ -8,39 +8,149 @@ from __future__ import annotations
 import asyncio
 import logging
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+from calsurr import offline
+
+if TYPE_CHECKING:
+    from training.data import PhaseSpaceDomain
 
 app = typer.Typer(help="Calibrated neural-network surrogates: train, export, serve.", no_args_is_help=True)
 
 
 @app.command()
 def serve(
-    repo: Annotated[
-        Path | None, typer.Option(help="model repository: <repo>/<model>/<version>/ [env: CALSURR_REPO]")
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            envvar="CALSURR_CONFIG",
+            help="YAML file of settings (the names below with underscores, e.g. 'max_batch_size: 4096'); "
+            "options given here override environment variables, which override the file",
+        ),
     ] = None,
-    port: Annotated[int | None, typer.Option(help="gRPC port; 0 picks a free one [default: 8001]")] = None,
-    host: Annotated[str | None, typer.Option(help="address to bind [default: 127.0.0.1]")] = None,
-    threads: Annotated[int | None, typer.Option(help="onnxruntime threads per session; 0 automatic")] = None,
-    log_level: Annotated[str, typer.Option(help="debug, info, warning or error")] = "info",
+    repo: Annotated[
+        Path | None,
+        typer.Option(
+            help="model repository folder: a folder per model, a folder per integer version in it (env CALSURR_REPO)"
+        ),
+    ] = None,
+    host: Annotated[
+        str | None, typer.Option(help="address to bind, gRPC and metrics (env CALSURR_HOST; default 127.0.0.1)")
+    ] = None,
+    port: Annotated[
+        int | None, typer.Option(help="gRPC port; 0 picks a free one (env CALSURR_PORT; default 8001)")
+    ] = None,
+    provider: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="onnxruntime execution provider, repeat in order of preference; CPU is always the fallback "
+            "(env CALSURR_PROVIDERS as a JSON list; default CUDAExecutionProvider, then CPUExecutionProvider)"
+        ),
+    ] = None,
+    threads: Annotated[
+        int | None,
+        typer.Option(help="onnxruntime threads per session; 0 automatic (env CALSURR_INTRA_OP_THREADS; default 0)"),
+    ] = None,
+    instances: Annotated[
+        int | None,
+        typer.Option(help="onnxruntime runs of one model at once (env CALSURR_INSTANCES; default 1)"),
+    ] = None,
+    batching: Annotated[
+        bool | None,
+        typer.Option(
+            "--batching/--no-batching",
+            help="merge concurrent requests into one run; off for benchmarks (env CALSURR_BATCHING; default on)",
+        ),
+    ] = None,
+    max_batch_size: Annotated[
+        int | None,
+        typer.Option(
+            help="most rows in one run; larger requests get INVALID_ARGUMENT (env CALSURR_MAX_BATCH_SIZE; "
+            "default 65536)"
+        ),
+    ] = None,
+    max_queue_delay_us: Annotated[
+        int | None,
+        typer.Option(
+            help="microseconds a batch may wait for more requests; 0 runs what queued at once "
+            "(env CALSURR_MAX_QUEUE_DELAY_US; default 0)"
+        ),
+    ] = None,
+    max_queue_size: Annotated[
+        int | None,
+        typer.Option(
+            help="requests queued per model; beyond, RESOURCE_EXHAUSTED (env CALSURR_MAX_QUEUE_SIZE; default 1024)"
+        ),
+    ] = None,
+    metrics: Annotated[
+        bool | None,
+        typer.Option("--metrics/--no-metrics", help="Prometheus metrics over HTTP (env CALSURR_METRICS; default on)"),
+    ] = None,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(help="metrics port (/metrics); 0 picks a free one (env CALSURR_METRICS_PORT; default 8002)"),
+    ] = None,
+    max_message_bytes: Annotated[
+        int | None,
+        typer.Option(help="largest gRPC message (env CALSURR_MAX_MESSAGE_BYTES; default 67108864)"),
+    ] = None,
+    grace_seconds: Annotated[
+        float | None,
+        typer.Option(help="on SIGTERM/SIGINT, time to finish accepted requests (env CALSURR_GRACE_SECONDS; default 5)"),
+    ] = None,
+    log_level: Annotated[
+        str | None,
+        typer.Option(help="debug, info, warning or error (env CALSURR_LOG_LEVEL; default info)"),
+    ] = None,
+    log_format: Annotated[
+        str | None,
+        typer.Option(help="text, or json for one JSON object per line (env CALSURR_LOG_FORMAT; default text)"),
+    ] = None,
 ) -> None:
-    """Serve every model in a repository over the Open Inference Protocol (gRPC).
+    """Serve every model in a repository over the Open Inference Protocol (gRPC), metrics over HTTP.
 
-    Options not given fall back to CALSURR_* environment variables (CALSURR_PORT, ...), then to defaults.
+    A setting comes from its option, else its CALSURR_* variable, else the --config file, else its default.
+
+    All are checked before anything starts; an error names the setting.
     """
     from pydantic import ValidationError
 
-    from service.config import ServerSettings
+    from service.config import ConfigFileError, ServerSettings, describe_errors
+    from service.logs import configure_logging
     from service.server import serve_forever
 
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    given = {"repo": repo, "port": port, "host": host, "intra_op_threads": threads}
+    given = {
+        "repo": repo,
+        "host": host,
+        "port": port,
+        "providers": tuple(provider) if provider else None,
+        "intra_op_threads": threads,
+        "instances": instances,
+        "batching": batching,
+        "max_batch_size": max_batch_size,
+        "max_queue_delay_us": max_queue_delay_us,
+        "max_queue_size": max_queue_size,
+        "metrics": metrics,
+        "metrics_port": metrics_port,
+        "max_message_bytes": max_message_bytes,
+        "grace_seconds": grace_seconds,
+        "log_level": log_level,
+        "log_format": log_format,
+    }
     try:
-        settings = ServerSettings(**{k: v for k, v in given.items() if v is not None})
+        settings = ServerSettings.load(config, **{k: v for k, v in given.items() if v is not None})
+    except ConfigFileError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--config") from None
     except ValidationError as exc:
-        raise typer.BadParameter(str(exc)) from None
-    asyncio.run(serve_forever(settings))
+        raise typer.BadParameter(describe_errors(exc)) from None
+    configure_logging(settings.log_level, settings.log_format)
+    try:
+        asyncio.run(serve_forever(settings))
+    except OSError as exc:  # a port taken, a repository gone: say so in one line, in the log format asked for
+        logging.getLogger("calsurr").error("serve failed: %s", exc)
+        raise typer.Exit(1) from None
 
 
 @app.command()
@@ -61,6 +171,83 @@ def demo(
         process="gg_gg", n_events=events, members=members, seed=seed, fit=FitConfig(epochs=epochs, seed=seed)
     )
     run_demo(config, workdir, rows)
+
+
+def _phase_space_domain(cuts: dict[str, float]) -> PhaseSpaceDomain:
+    """The PhaseSpaceDomain of `generate`'s options, a bad value reported under its option's name."""
+    from pydantic import ValidationError
+
+    from training.data import PhaseSpaceDomain
+
+    try:
+        return PhaseSpaceDomain(**cuts)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        option = {"sqrt_s_gev": "--sqrt-s", "min_sij_over_s": "--min-sij-over-s"}[str(error["loc"][0])]
+        raise typer.BadParameter(error["msg"], param_hint=option) from None
+
+
+@app.command()
+def generate(
+    process: Annotated[str, typer.Argument(help="gg_gg, gg_ggg, gg_gggg or calorimeter")],
+    events: Annotated[int, typer.Option(min=1, help="events to generate")],
+    out: Annotated[Path, typer.Option(help="output file: .h5 / .hdf5 (HDF5) or .parquet")],
+    noise: Annotated[float | None, typer.Option(help="relative noise injected into the target, e.g. 0.1")] = None,
+    seed: Annotated[int, typer.Option(min=0, help="seed of the events (and, independently, of the noise)")] = 0,
+    sqrt_s: Annotated[float | None, typer.Option(help="partonic CM energy in GeV [default: 1000]")] = None,
+    min_sij_over_s: Annotated[float | None, typer.Option(help="cut: every s_ij > X s [default: 0.01]")] = None,
+) -> None:
+    """Generate a dataset file: phase-space points with exact |M|^2, or calorimeter clusters with R = E_EM/E_dep."""
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    from training.data import CALORIMETER_PROCESS, check_relative_noise, file_format, generate_dataset, write_dataset
+    from training.physics.processes import PROCESSES
+
+    known = [*PROCESSES, CALORIMETER_PROCESS]
+    if process not in known:
+        raise typer.BadParameter(f"expected one of {', '.join(known)}, got '{process}'", param_hint="PROCESS")
+    try:
+        fmt = file_format(out)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--out") from None
+    if noise is not None:
+        try:
+            check_relative_noise(noise)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--noise") from None
+    cuts = {k: v for k, v in {"sqrt_s_gev": sqrt_s, "min_sij_over_s": min_sij_over_s}.items() if v is not None}
+    if process == CALORIMETER_PROCESS and cuts:
+        raise typer.BadParameter("--sqrt-s and --min-sij-over-s apply to amplitude processes only")
+    domain = None if process == CALORIMETER_PROCESS else _phase_space_domain(cuts)
+
+    console = Console()
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, TimeRemainingColumn(), console=console) as progress:
+        task = progress.add_task(f"{process}: {events} events", total=events)
+        dataset = generate_dataset(
+            process,
+            events,
+            seed,
+            domain=domain,
+            noise=noise,
+            progress=lambda done: progress.update(task, completed=done),
+        )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_dataset(out, dataset)
+    level = f", relative noise {noise:g} injected" if noise is not None else ""
+    console.print(f"wrote {len(dataset)} {process} events to {out} ({fmt}){level}")
+
+
+for command in (offline.train, offline.export, offline.report, offline.predict):
+    app.command()(command)
 
 
 def main() -> None:

@@ -65,7 +65,7 @@ def run_demo(config: TrainingConfig, workdir: Path | None, rows: int) -> None:
         console.print(f"wrote {folder}/model.onnx and card.json")
 
         console.rule("3/4 serve: gRPC (Open Inference Protocol) on a free loopback port")
-        with BackgroundServer(ServerSettings(repo=repo, host="127.0.0.1", port=0)) as server:
+        with BackgroundServer(ServerSettings(repo=repo, host="127.0.0.1", port=0, metrics_port=0)) as server:
             console.print(f"serving on {server.address}")
             console.rule("4/4 query through the Python client")
             with InferenceClient(server.address) as client:

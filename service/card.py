@@ -97,6 +97,12 @@ class ModelCard(_Strict):
     domain: Domain
     calibration: CalibrationReport | None = None
     provenance: Provenance
+    out_of_domain_relative_sigma: float | None = Field(
+        default=None,
+        gt=0,
+        description="sigma_tot/|mean| above which the server counts a prediction as out of domain "
+        "(metric calsurr_out_of_domain_predictions_total); None: no counting",
+    )
 
     @model_validator(mode="after")
     def _uncertainty_outputs_present(self) -> ModelCard:

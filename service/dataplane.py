@@ -7,18 +7,29 @@ so a bad request fails with a message naming what the model expects, before it r
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
 
 from service import __version__
+from service.batcher import BatchingPolicy, DynamicBatcher
 from service.card import ModelCard, TensorSpec
-from service.errors import InvalidInput
+from service.errors import CalsurrError, InvalidInput
+from service.logs import REQUEST_ID
+from service.metrics import ServerMetrics
 from service.repository import ModelRepository
-from service.runtime import DATATYPE_TO_NUMPY
+from service.runtime import DATATYPE_TO_NUMPY, OnnxModel
+
+log = logging.getLogger(__name__)
 
 SERVER_NAME = "calsurr"
 PLATFORM = "onnxruntime_onnx"
+Inputs = Mapping[str, np.ndarray]
+# Refusals worth an info line: the client sent something wrong and its author will want to find out why.
+CLIENT_MISTAKES = frozenset({"INVALID_ARGUMENT", "NOT_FOUND"})
 
 
 @dataclass(frozen=True)
@@ -38,7 +49,7 @@ class ModelMetadata:
     card: ModelCard
 
 
-def validate_inputs(card: ModelCard, inputs: dict[str, np.ndarray]) -> None:
+def validate_inputs(card: ModelCard, inputs: Inputs) -> None:
     """Names, datatypes, shapes and values of a request against the card; one shared batch size >= 1."""
     expected = {spec.name: spec for spec in card.inputs}
     if set(inputs) != set(expected):
@@ -60,8 +71,19 @@ def validate_inputs(card: ModelCard, inputs: dict[str, np.ndarray]) -> None:
 
 
 class DataPlane:
-    def __init__(self, repository: ModelRepository):
+    """Health, metadata and inference over a repository; inference goes through one batcher per model version."""
+
+    def __init__(
+        self,
+        repository: ModelRepository,
+        policy: BatchingPolicy | None = None,
+        metrics: ServerMetrics | None = None,
+    ):
         self.repository = repository
+        self.policy = policy or BatchingPolicy()
+        self.metrics = metrics or ServerMetrics()
+        self._batchers: dict[tuple[str, int], tuple[OnnxModel, DynamicBatcher]] = {}
+        self._retiring: set[asyncio.Task] = set()
 
     def live(self) -> bool:
         return True
@@ -90,16 +112,102 @@ class DataPlane:
         )
 
     async def infer(
-        self, name: str, version: str, inputs: dict[str, np.ndarray], outputs: list[str] | None = None
+        self,
+        name: str,
+        version: str,
+        inputs: Inputs | Callable[[], Inputs],
+        outputs: list[str] | None = None,
+        *,
+        deadline: float | None = None,
+        request_id: str = "",
     ) -> InferenceResult:
-        model = self.repository.get(name, version)
-        card = model.card
-        validate_inputs(card, inputs)
-        known = [o.name for o in card.outputs]
-        if outputs:
-            unknown = [o for o in outputs if o not in known]
-            if unknown:
-                raise InvalidInput(f"model '{name}' has no outputs {unknown}; it has {known}")
-        # onnxruntime releases the GIL, so a worker thread keeps the event loop serving other requests.
-        result = await asyncio.to_thread(model.run, inputs, outputs)
-        return InferenceResult(name, str(card.version), result)
+        """Check a request against the card, queue it in its model's batcher, and account for it.
+
+        `inputs` may be a callable that decodes them, so that a malformed message is counted and logged with
+        its request id like any other failure. `deadline` is in `time.monotonic()` seconds.
+        """
+        token = REQUEST_ID.set(request_id)
+        started = time.perf_counter()
+        labels = ("", "")  # metric labels; a client's made-up model names must not create label sets
+        rows = 0
+        self.metrics.inflight.inc()
+        try:
+            model = self.repository.get(name, version)
+            card = model.card
+            labels = (name, str(card.version))
+            arrays = inputs() if callable(inputs) else inputs
+            validate_inputs(card, arrays)
+            rows = len(next(iter(arrays.values())))
+            known = [o.name for o in card.outputs]
+            if outputs:
+                unknown = [o for o in outputs if o not in known]
+                if unknown:
+                    raise InvalidInput(f"model '{name}' has no outputs {unknown}; it has {known}")
+            result = await self._batcher(model).submit(arrays, outputs, deadline)
+        except BaseException as exc:
+            if labels[0] == "" and name in self.repository.names():  # known model, unknown version
+                labels = (name, "")
+            self._account(labels, _status_of(exc, deadline), started, rows, exc)
+            raise
+        else:
+            self._account(labels, "OK", started, rows)
+            return InferenceResult(name, str(card.version), result)
+        finally:
+            self.metrics.inflight.dec()
+            REQUEST_ID.reset(token)
+
+    def _account(
+        self, labels: tuple[str, str], code: str, started: float, rows: int, exc: BaseException | None = None
+    ) -> None:
+        seconds = time.perf_counter() - started
+        self.metrics.requests.labels(*labels, code).inc()
+        if code == "OK":
+            self.metrics.request_seconds.labels(*labels).observe(seconds)
+        fields = {"model": labels[0], "version": labels[1], "code": code, "rows": rows, "seconds": round(seconds, 6)}
+        if code == "INTERNAL":
+            log.error("infer failed: %s", exc, extra=fields, exc_info=exc)
+        elif code in CLIENT_MISTAKES:
+            log.info("infer refused: %s", exc, extra=fields)
+        else:  # answered, or turned away under load: metrics count these, a log line each would flood
+            log.debug("infer %s%s", code.lower(), f": {exc}" if exc is not None and str(exc) else "", extra=fields)
+
+    def _batcher(self, model: OnnxModel) -> DynamicBatcher:
+        """The batcher of this model object; a reloaded version gets a new one and the old one drains."""
+        key = (model.card.name, model.card.version)
+        current = self._batchers.get(key)
+        if current is not None and current[0] is model:
+            return current[1]
+        if current is not None:
+            self._retire(current[1])
+        metrics = self.metrics.for_model(key[0], str(key[1]), model.card.out_of_domain_relative_sigma)
+        batcher = DynamicBatcher(model, self.policy, metrics, name=f"{key[0]}:{key[1]}")
+        self._batchers[key] = (model, batcher)
+        return batcher
+
+    def _retire(self, batcher: DynamicBatcher) -> None:
+        task = asyncio.get_running_loop().create_task(batcher.close())
+        self._retiring.add(task)
+        task.add_done_callback(self._retiring.discard)
+
+    async def release(self, name: str, version: int) -> None:
+        """For an unloaded version: its batcher finishes what it holds, then its runner threads end."""
+        current = self._batchers.pop((name, version), None)
+        if current is not None:
+            await current[1].close()
+
+    async def close(self) -> None:
+        """Let every batcher finish what it holds, then stop its runners."""
+        batchers = [b for _, b in self._batchers.values()]
+        self._batchers.clear()
+        await asyncio.gather(*(b.close() for b in batchers), *self._retiring)
+
+
+def _status_of(exc: BaseException, deadline: float | None) -> str:
+    """The gRPC status name a failed request ends with, for metrics and logs."""
+    if isinstance(exc, CalsurrError):
+        return exc.status_code.name
+    if isinstance(exc, asyncio.CancelledError):
+        # gRPC cancels the handler when the client's deadline passes, as when the client cancels.
+        expired = deadline is not None and time.monotonic() >= deadline
+        return "DEADLINE_EXCEEDED" if expired else "CANCELLED"
+    return "INTERNAL"

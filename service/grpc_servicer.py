@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
@@ -16,6 +17,7 @@ from service.protocol import grpc_service_pb2 as pb
 from service.protocol import grpc_service_pb2_grpc as pb_grpc
 
 log = logging.getLogger(__name__)
+REQUEST_ID_METADATA = "x-request-id"
 
 Request = TypeVar("Request")
 Response = TypeVar("Response")
@@ -40,6 +42,20 @@ def _status_on_error(handler: Handler) -> Handler:
 
 def _tensor_metadata(specs) -> list[pb.ModelMetadataResponse.TensorMetadata]:
     return [pb.ModelMetadataResponse.TensorMetadata(name=s.name, datatype=s.datatype, shape=s.shape) for s in specs]
+
+
+def _deadline(context: grpc.aio.ServicerContext) -> float | None:
+    """The client's deadline in time.monotonic() seconds, or None when it set none."""
+    remaining = context.time_remaining()
+    return None if remaining is None else time.monotonic() + remaining
+
+
+def _request_id(request, context: grpc.aio.ServicerContext) -> str:
+    """gRPC metadata `x-request-id` (what proxies and tracing set), else the request's own `id` field."""
+    for key, value in context.invocation_metadata() or ():
+        if key == REQUEST_ID_METADATA:
+            return value if isinstance(value, str) else value.decode(errors="replace")
+    return request.id
 
 
 class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
@@ -76,8 +92,12 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
 
     @_status_on_error
     async def ModelInfer(self, request, context):
-        inputs = decode_inputs(request)
         result = await self.dataplane.infer(
-            request.model_name, request.model_version, inputs, requested_outputs(request)
+            request.model_name,
+            request.model_version,
+            functools.partial(decode_inputs, request),  # decoded inside the data plane's accounting
+            requested_outputs(request),
+            deadline=_deadline(context),
+            request_id=_request_id(request, context),
         )
         return encode_response(result.model_name, result.model_version, request.id, result.outputs)

@@ -10,8 +10,6 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pydantic import ValidationError
-
 from service.card import CARD_FILENAME, MODEL_FILENAME, ModelCard
 from service.errors import ModelNotFound
 from service.runtime import OnnxModel, RuntimeOptions
@@ -47,7 +45,7 @@ class ModelRepository:
                 version = int(version_dir.name)
                 try:
                     entry.ready[version] = self._load_version(model_dir.name, version, version_dir)
-                except (OSError, ValueError, ValidationError, RuntimeError) as exc:
+                except Exception as exc:  # noqa: BLE001 - any broken version is recorded, never fatal
                     entry.failed[version] = f"{type(exc).__name__}: {exc}"
                     log.error("model %s version %d failed to load: %s", model_dir.name, version, exc)
             if entry.ready or entry.failed:

@@ -1,4 +1,5 @@
-"""The gRPC server: the inference service, health checking and reflection on one `grpc.aio` server."""
+"""The gRPC server: the inference service, health checking and reflection on one `grpc.aio` server, and the
+Prometheus metrics endpoint on a port of its own."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from grpc_reflection.v1alpha import reflection, reflection_pb2
 from service.config import ServerSettings
 from service.dataplane import DataPlane
 from service.grpc_servicer import InferenceServicer
+from service.metrics import MetricsEndpoint, ServerMetrics
 from service.protocol import grpc_service_pb2 as pb
 from service.protocol import grpc_service_pb2_grpc as pb_grpc
 from service.repository import ModelRepository
@@ -38,16 +40,48 @@ class RunningServer:
     server: grpc.aio.Server
     port: int
     dataplane: DataPlane
+    metrics: ServerMetrics
+    metrics_endpoint: MetricsEndpoint | None = None
+
+    @property
+    def metrics_port(self) -> int | None:
+        return self.metrics_endpoint.port if self.metrics_endpoint else None
 
     async def stop(self, grace: float | None = None) -> None:
+        """Stop accepting; requests already accepted (queued in a batcher too) get `grace` seconds to finish."""
         await self.server.stop(grace)
+        await self.dataplane.close()
+        if self.metrics_endpoint is not None:
+            await asyncio.to_thread(self.metrics_endpoint.close)
 
 
 async def start_server(settings: ServerSettings) -> RunningServer:
-    """Load the repository and start serving; returns once the port is bound (port 0 picks a free one)."""
+    """Load the repository and start serving; returns once the ports are bound (port 0 picks a free one)."""
+    metrics = ServerMetrics()
     repository = ModelRepository(settings.repo, settings.runtime_options())
     repository.load_all()
-    dataplane = DataPlane(repository)
+    metrics.watch_repository(repository)
+    metrics.record_load_failures(repository)
+    dataplane = DataPlane(repository, settings.batching_policy(), metrics)
+    endpoint = MetricsEndpoint(metrics, settings.host, settings.metrics_port) if settings.metrics else None
+    try:
+        server, port = await _start_grpc(settings, dataplane)
+    except BaseException:
+        if endpoint is not None:
+            endpoint.close()
+        raise
+    log.info(
+        "serving %s on %s:%d",
+        repository.names(),
+        settings.host,
+        port,
+        extra={"metrics_port": endpoint.port if endpoint else None, "batching": settings.batching},
+    )
+    return RunningServer(server, port, dataplane, metrics, endpoint)
+
+
+async def _start_grpc(settings: ServerSettings, dataplane: DataPlane) -> tuple[grpc.aio.Server, int]:
+    repository = dataplane.repository
     options = [
         ("grpc.max_receive_message_length", settings.max_message_bytes),
         ("grpc.max_send_message_length", settings.max_message_bytes),
@@ -71,8 +105,7 @@ async def start_server(settings: ServerSettings) -> RunningServer:
     if port == 0:
         raise OSError(f"could not bind {settings.host}:{settings.port}")
     await server.start()
-    log.info("serving %s on %s:%d", repository.names(), settings.host, port)
-    return RunningServer(server, port, dataplane)
+    return server, port
 
 
 async def serve_forever(settings: ServerSettings) -> None:
@@ -82,17 +115,20 @@ async def serve_forever(settings: ServerSettings) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    print(f"calsurr serving {running.dataplane.repository.names()} on {settings.host}:{running.port}", flush=True)
+    metrics = f"; metrics on http://{settings.host}:{running.metrics_port}/metrics" if running.metrics_port else ""
+    names = running.dataplane.repository.names()
+    print(f"calsurr serving {names} on {settings.host}:{running.port}{metrics}", flush=True)
     await stop.wait()
     log.info("shutting down, grace %.1f s", settings.grace_seconds)
     await running.stop(settings.grace_seconds)
+    log.info("stopped")
 
 
 class BackgroundServer:
     """The server on its own event loop in a daemon thread, for the demo, notebooks and tests.
 
-    with BackgroundServer(ServerSettings(repo=path, port=0)) as server:
-        InferenceClient(server.address)...
+    with BackgroundServer(ServerSettings(repo=path, port=0, metrics_port=0)) as server:
+        InferenceClient(server.address)...      # and server.metrics_url
     """
 
     def __init__(self, settings: ServerSettings, start_timeout: float = 30.0):
@@ -103,20 +139,40 @@ class BackgroundServer:
         self._thread = threading.Thread(target=self._loop.run_forever, name="calsurr-server", daemon=True)
 
     @property
-    def address(self) -> str:
+    def running(self) -> RunningServer:
         if self._running is None:
             raise RuntimeError("server not started")
-        return f"{self.settings.host}:{self._running.port}"
+        return self._running
+
+    @property
+    def address(self) -> str:
+        return f"{self.settings.host}:{self.running.port}"
+
+    @property
+    def metrics_url(self) -> str | None:
+        """`http://host:port/metrics`, or None with metrics off."""
+        port = self.running.metrics_port
+        return None if port is None else f"http://{self.settings.host}:{port}/metrics"
+
+    def call(self, coroutine, timeout: float | None = None):
+        """Run a coroutine on the server's event loop from another thread and return its result."""
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout)
 
     def __enter__(self) -> BackgroundServer:
         self._thread.start()
-        future = asyncio.run_coroutine_threadsafe(start_server(self.settings), self._loop)
-        self._running = future.result(self.start_timeout)
+        try:
+            self._running = self.call(start_server(self.settings), self.start_timeout)
+        except BaseException:
+            self._shut_loop()
+            raise
         return self
 
     def __exit__(self, *exc) -> None:
         if self._running is not None:
-            asyncio.run_coroutine_threadsafe(self._running.stop(self.settings.grace_seconds), self._loop).result()
+            self.call(self._running.stop(self.settings.grace_seconds))
+        self._shut_loop()
+
+    def _shut_loop(self) -> None:
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join()
         self._loop.close()

@@ -28,7 +28,8 @@ CALSURR = Path(sys.executable).with_name("calsurr")
 def served(tiny_repository):
     """Start `calsurr serve --port 0` and read the port it bound from its first line."""
     process = subprocess.Popen(
-        [str(CALSURR), "serve", "--repo", str(tiny_repository), "--port", "0", "--log-level", "warning"],
+        [str(CALSURR), "serve", "--repo", str(tiny_repository), "--port", "0", "--metrics-port", "0"]
+        + ["--log-level", "warning"],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

@@ -53,8 +53,17 @@ def test_predict_in_process_and_through_a_server_agree(exported):
     settings = ServerSettings(repo=exported / "repo", host="127.0.0.1", port=0, metrics_port=0)
     with BackgroundServer(settings) as server:
         _ok(
-            "predict", "--server", server.address, "--model-name", "ggg", "--chunk-rows", 128,
-            "--data", exported / "heldout.parquet", "--out", exported / "remote.h5",
+            "predict",
+            "--server",
+            server.address,
+            "--model-name",
+            "ggg",
+            "--chunk-rows",
+            128,
+            "--data",
+            exported / "heldout.parquet",
+            "--out",
+            exported / "remote.h5",
         )
     local = pq.read_table(exported / "local.parquet")
     assert local.num_rows == 500

@@ -486,9 +486,7 @@ def _write_parquet(path: Path, dataset: Dataset, metadata_json: str, extra: Mapp
     pq.write_table(table, path)
 
 
-def write_dataset(
-    path: Path | str, dataset: Dataset, extra_columns: Mapping[str, np.ndarray] | None = None
-) -> Path:
+def write_dataset(path: Path | str, dataset: Dataset, extra_columns: Mapping[str, np.ndarray] | None = None) -> Path:
     """Write the dataset and its metadata; HDF5 or Parquet by suffix. Atomic: a reader never sees half a file.
 
     `extra_columns`: more per-event (N,) arrays stored beside the schema's, e.g. a surrogate's predictions;

@@ -19,7 +19,6 @@ from typing import Literal
 import torch
 from torch import nn
 
-
 MIN_FEATURE_SCALE = 1e-9  # a feature constant over the data (e.g. log s at fixed energy) is centred, not scaled
 OUTPUT_NAMES = ("mean", "sigma_stat", "sigma_syst", "sigma_tot")
 TargetTransform = Literal["log", "identity"]

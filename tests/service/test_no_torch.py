@@ -4,6 +4,7 @@ import subprocess
 import sys
 
 SERVICE_MODULES = [
+    "service.batcher",
     "service.card",
     "service.client",
     "service.config",
@@ -11,6 +12,8 @@ SERVICE_MODULES = [
     "service.errors",
     "service.grpc_codec",
     "service.grpc_servicer",
+    "service.logs",
+    "service.metrics",
     "service.repository",
     "service.runtime",
     "service.server",

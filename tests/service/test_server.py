@@ -22,7 +22,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def server(tiny_repository):
-    with BackgroundServer(ServerSettings(repo=tiny_repository, host="127.0.0.1", port=0)) as running:
+    with BackgroundServer(ServerSettings(repo=tiny_repository, host="127.0.0.1", port=0, metrics_port=0)) as running:
         yield running
 
 

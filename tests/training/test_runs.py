@@ -26,8 +26,14 @@ def test_a_saved_run_reloads_to_identical_predictions(tiny_run, tmp_path):
 @pytest.mark.parametrize("method", ["deep_ensemble", "bayesian"])
 def test_calorimeter_response_trains_and_exports_with_named_features(method, tmp_path):
     config = TrainingConfig(
-        process="calorimeter", n_events=3_000, method=method, members=3, hidden=16, layers=2,
-        fit=FitConfig(epochs=4), seed=4,
+        process="calorimeter",
+        n_events=3_000,
+        method=method,
+        members=3,
+        hidden=16,
+        layers=2,
+        fit=FitConfig(epochs=4),
+        seed=4,
     )
     run = train_surrogate(config, show_progress=False)
     assert run.model.target_transform == "identity"

@@ -1,0 +1,251 @@
+"""Prometheus metrics of one server, in a registry of its own (several servers can share a process, e.g. tests).
+
+Names carry the `calsurr_` prefix and their unit; counters end in `_total`. Besides traffic and latency the
+server reports the uncertainty it serves: sigma_tot/|mean| per model, and how many predictions exceed the
+card's out-of-domain threshold, so a dashboard shows inputs drifting out of the training domain.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterable, Iterator, Mapping
+from wsgiref.simple_server import WSGIServer
+
+import numpy as np
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, start_http_server
+from prometheus_client.metrics_core import GaugeMetricFamily, HistogramMetricFamily, InfoMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from service import __version__
+from service.repository import ModelRepository
+
+log = logging.getLogger(__name__)
+
+PREFIX = "calsurr"
+MODEL_LABELS = ("model", "version")
+# Latency from 50 us (a lone small request on a warm CPU session) to 10 s (a large batch on a slow host).
+LATENCY_BUCKETS_SECONDS = (
+    *(5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 2.5e-2, 5e-2, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+)
+BATCH_ROWS_BUCKETS = tuple(float(2**k) for k in range(17))  # 1 .. 65536 rows
+BATCH_REQUESTS_BUCKETS = tuple(float(2**k) for k in range(11))  # 1 .. 1024 requests merged into one run
+# sigma_tot/|mean| on a 1-2-5 ladder from 0.01 % to 10x: a calibrated surrogate sits around 0.1-10 %,
+# and a drift out of the domain shows as mass moving to the right.
+RELATIVE_UNCERTAINTY_BUCKETS = tuple(m * 10.0**e for e in range(-4, 1) for m in (1.0, 2.0, 5.0)) + (10.0,)
+
+
+class ArrayHistogram(Collector):
+    """A labelled histogram that takes a whole numpy array per call.
+
+    prometheus_client's Histogram observes one value under a lock per call, too slow for every row of a
+    65k-row batch; here a batch costs one `searchsorted` and one `bincount`. Non-finite values (a mean of
+    exactly 0) land in the +Inf bucket and are left out of `_sum`, which would otherwise turn to inf or NaN.
+    """
+
+    def __init__(self, name: str, documentation: str, labelnames: tuple[str, ...], buckets: tuple[float, ...]):
+        self.name, self.documentation, self.labelnames = name, documentation, labelnames
+        self._bounds = np.asarray(sorted(buckets), dtype=np.float64)
+        self._counts: dict[tuple[str, ...], np.ndarray] = {}
+        self._sums: dict[tuple[str, ...], float] = {}
+        self._lock = threading.Lock()
+
+    def observe(self, labels: tuple[str, ...], values: np.ndarray) -> None:
+        values = np.asarray(values, dtype=np.float64).ravel()
+        # side="left": a value equal to a bound belongs to that bucket (Prometheus buckets are `le`).
+        counts = np.bincount(np.searchsorted(self._bounds, values, side="left"), minlength=len(self._bounds) + 1)
+        finite = values[np.isfinite(values)]
+        total = float(finite.sum())
+        with self._lock:
+            if labels in self._counts:
+                self._counts[labels] += counts
+                self._sums[labels] += total
+            else:
+                self._counts[labels] = counts
+                self._sums[labels] = total
+
+    def describe(self) -> Iterable[Metric]:
+        return [HistogramMetricFamily(self.name, self.documentation, labels=self.labelnames)]
+
+    def collect(self) -> Iterable[Metric]:
+        family = HistogramMetricFamily(self.name, self.documentation, labels=self.labelnames)
+        with self._lock:
+            snapshot = [(labels, counts.copy(), self._sums[labels]) for labels, counts in self._counts.items()]
+        for labels, counts, total in snapshot:
+            cumulative = np.cumsum(counts)
+            buckets = [(_bound(b), float(c)) for b, c in zip(self._bounds, cumulative[:-1])]
+            family.add_metric(list(labels), [*buckets, ("+Inf", float(cumulative[-1]))], total)
+        return [family]
+
+
+def _bound(value: float) -> str:
+    return repr(float(value))
+
+
+class RepositoryCollector(Collector):
+    """Models loaded and the execution provider of each, read from the repository when scraped, so they stay
+    true after versions are loaded or unloaded without anyone having to update a gauge."""
+
+    def __init__(self, repository: ModelRepository):
+        self.repository = repository
+
+    def describe(self) -> Iterable[Metric]:
+        return list(self._families())
+
+    def collect(self) -> Iterable[Metric]:
+        families = list(self._families())
+        loaded, providers = families
+        for name in self.repository.names():
+            ready = dict(self.repository.entry(name).ready)  # a copy: the event loop may swap versions
+            loaded.add_metric([name], len(ready))
+            for version, model in sorted(ready.items()):
+                providers.add_metric([name, str(version)], {"provider": model.provider})
+        return families
+
+    @staticmethod
+    def _families() -> Iterator[Metric]:
+        yield GaugeMetricFamily(f"{PREFIX}_models_loaded", "ready versions of each model", labels=["model"])
+        yield InfoMetricFamily(
+            f"{PREFIX}_execution_provider",
+            "onnxruntime execution provider a model version runs on",
+            labels=MODEL_LABELS,
+        )
+
+
+class ModelMetrics:
+    """The metrics of one model version, labels bound once (a label lookup per request costs a lock)."""
+
+    def __init__(self, server: ServerMetrics, labels: tuple[str, str], out_of_domain_relative_sigma: float | None):
+        self.server, self.labels = server, labels
+        self.out_of_domain_relative_sigma = out_of_domain_relative_sigma
+        self._queue_seconds = server.queue_seconds.labels(*labels)
+        self._compute_seconds = server.compute_seconds.labels(*labels)
+        self._batch_rows = server.batch_rows.labels(*labels)
+        self._batch_requests = server.batch_requests.labels(*labels)
+        self._queue_depth = server.queue_depth.labels(*labels)
+        # No threshold, no series: a count of 0 would claim that every prediction was inside the domain.
+        self._out_of_domain = server.out_of_domain.labels(*labels) if out_of_domain_relative_sigma else None
+
+    def set_queue_depth(self, requests: int) -> None:
+        self._queue_depth.set(requests)
+
+    def observe_queue(self, seconds: float) -> None:
+        self._queue_seconds.observe(seconds)
+
+    def observe_run(self, rows: int, requests: int, seconds: float, outputs: Mapping[str, np.ndarray]) -> None:
+        """One onnxruntime run: its size, its compute time, and the uncertainty of every row it served."""
+        self._batch_rows.observe(rows)
+        self._batch_requests.observe(requests)
+        self._compute_seconds.observe(seconds)
+        if "mean" in outputs and "sigma_tot" in outputs:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                relative = np.abs(outputs["sigma_tot"]) / np.abs(outputs["mean"])
+            self.server.relative_uncertainty.observe(self.labels, relative)
+            if self._out_of_domain is not None:
+                self._out_of_domain.inc(int(np.count_nonzero(relative > self.out_of_domain_relative_sigma)))
+
+
+class ServerMetrics:
+    """Every metric of one server. Without a registry a fresh one is made (never the global default)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None):
+        self.registry = registry if registry is not None else CollectorRegistry()
+        r = self.registry
+        self.requests = Counter(
+            f"{PREFIX}_requests",
+            "inference requests by model, version and gRPC status code",
+            [*MODEL_LABELS, "code"],
+            registry=r,
+        )
+        self.request_seconds = Histogram(
+            f"{PREFIX}_request_duration_seconds",
+            "inference request latency in the server, queue and compute included",
+            MODEL_LABELS,
+            buckets=LATENCY_BUCKETS_SECONDS,
+            registry=r,
+        )
+        self.queue_seconds = Histogram(
+            f"{PREFIX}_queue_duration_seconds",
+            "time a request waited in its model's batcher queue",
+            MODEL_LABELS,
+            buckets=LATENCY_BUCKETS_SECONDS,
+            registry=r,
+        )
+        self.compute_seconds = Histogram(
+            f"{PREFIX}_compute_duration_seconds",
+            "duration of one onnxruntime run (one batch)",
+            MODEL_LABELS,
+            buckets=LATENCY_BUCKETS_SECONDS,
+            registry=r,
+        )
+        self.batch_rows = Histogram(
+            f"{PREFIX}_batch_size_rows",
+            "rows in one onnxruntime run",
+            MODEL_LABELS,
+            buckets=BATCH_ROWS_BUCKETS,
+            registry=r,
+        )
+        self.batch_requests = Histogram(
+            f"{PREFIX}_batch_requests",
+            "requests merged into one onnxruntime run",
+            MODEL_LABELS,
+            buckets=BATCH_REQUESTS_BUCKETS,
+            registry=r,
+        )
+        self.queue_depth = Gauge(
+            f"{PREFIX}_queue_depth_requests", "requests waiting in a model's batcher queue", MODEL_LABELS, registry=r
+        )
+        self.inflight = Gauge(f"{PREFIX}_inflight_requests", "inference requests being handled", registry=r)
+        self.load_failures = Counter(
+            f"{PREFIX}_model_load_failures", "model versions that failed to load", ["model"], registry=r
+        )
+        self.out_of_domain = Counter(
+            f"{PREFIX}_out_of_domain_predictions",
+            "predictions whose sigma_tot/|mean| exceeds the card's out_of_domain_relative_sigma",
+            MODEL_LABELS,
+            registry=r,
+        )
+        self.relative_uncertainty = ArrayHistogram(
+            f"{PREFIX}_relative_uncertainty_ratio",
+            "sigma_tot/|mean| of every prediction served",
+            MODEL_LABELS,
+            RELATIVE_UNCERTAINTY_BUCKETS,
+        )
+        r.register(self.relative_uncertainty)
+        Info(f"{PREFIX}_build", "calsurr version serving", registry=r).info({"version": __version__})
+
+    def watch_repository(self, repository: ModelRepository) -> None:
+        """Report models loaded and execution providers from this repository (once per server)."""
+        self.registry.register(RepositoryCollector(repository))
+
+    def record_load_failures(self, repository: ModelRepository) -> None:
+        """Count the versions that failed in a repository scan (call after each scan)."""
+        for name in repository.names():
+            failed = len(repository.entry(name).failed)
+            if failed:
+                self.load_failures.labels(name).inc(failed)
+
+    def for_model(self, name: str, version: str, out_of_domain_relative_sigma: float | None) -> ModelMetrics:
+        return ModelMetrics(self, (name, version), out_of_domain_relative_sigma)
+
+
+class MetricsEndpoint:
+    """`/metrics` over HTTP on its own port, served by prometheus_client from a daemon thread."""
+
+    def __init__(self, metrics: ServerMetrics, host: str, port: int):
+        try:
+            self._httpd: WSGIServer
+            self._httpd, self._thread = start_http_server(port, addr=host, registry=metrics.registry)
+        except OSError as exc:
+            raise OSError(
+                f"metrics port {host}:{port} unavailable ({exc}); choose another metrics_port, 0 for a free one, "
+                "or turn metrics off"
+            ) from exc
+        self.host = host
+        self.port: int = self._httpd.server_address[1]
+        log.info("metrics on http://%s:%d/metrics", host, self.port)
+
+    def close(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        self._thread.join()
