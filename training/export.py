@@ -30,7 +30,7 @@ from service.card import (
 from training import __version__
 from training.physics.processes import get_process
 from training.pipeline import TrainedSurrogate, predict
-from training.surrogate import OUTPUT_NAMES, Surrogate
+from training.surrogate import Surrogate
 
 EXPORT_RTOL = 1e-5  # ONNX against torch, relative, on every output (issue acceptance)
 AMPLITUDE_INPUT = "momenta"
@@ -58,7 +58,7 @@ def export_onnx(model: Surrogate, path: Path, example: np.ndarray) -> None:
             model,
             (torch.from_numpy(example),),
             input_names=[input_name(model)],
-            output_names=list(OUTPUT_NAMES),
+            output_names=list(model.output_names),
             dynamic_shapes=({0: batch},),
             dynamo=True,
             optimize=True,
@@ -70,7 +70,7 @@ def export_onnx(model: Surrogate, path: Path, example: np.ndarray) -> None:
 def max_relative_difference(model: Surrogate, path: Path, inputs: np.ndarray) -> float:
     """Largest |onnx - torch| / |torch| over every output and point."""
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    onnx_out = session.run(list(OUTPUT_NAMES), {input_name(model): inputs})
+    onnx_out = session.run(list(model.output_names), {input_name(model): inputs})
     torch_out = predict(model, inputs)
     return max(float(np.max(np.abs(a - b) / np.abs(b))) for a, b in zip(onnx_out, torch_out, strict=True))
 
@@ -80,6 +80,8 @@ OUTPUT_DOC = {
     "sigma_stat": "uncertainty from the finite training set (spread of the members)",
     "sigma_syst": "learned per-point uncertainty (average of the members' widths)",
     "sigma_tot": "sqrt(sigma_stat^2 + sigma_syst^2)",
+    "member_mean": "each member's prediction, shape (batch, members)",
+    "member_sigma": "each member's learned width, shape (batch, members), before recalibration",
 }
 
 
@@ -132,7 +134,14 @@ def build_card(run: TrainedSurrogate, name: str, version: int) -> ModelCard:
         description=description,
         inputs=(input_spec,),
         outputs=tuple(
-            TensorSpec(name=o, datatype="FP64", shape=(-1,), unit=unit, description=OUTPUT_DOC[o]) for o in OUTPUT_NAMES
+            TensorSpec(
+                name=o,
+                datatype="FP64",
+                shape=(-1, config.members) if o.startswith("member_") else (-1,),
+                unit=unit,
+                description=OUTPUT_DOC[o],
+            )
+            for o in run.model.output_names
         ),
         uncertainty=UncertaintySpec(
             method=config.method, members=config.members, target_transform=run.model.target_transform
@@ -149,12 +158,19 @@ def build_card(run: TrainedSurrogate, name: str, version: int) -> ModelCard:
     )
 
 
-def export_to_repository(run: TrainedSurrogate, repo: Path, name: str, version: int) -> Path:
-    """Write `<repo>/<name>/<version>/{model.onnx, card.json}` after checking ONNX against torch."""
+def export_to_repository(
+    run: TrainedSurrogate, repo: Path, name: str, version: int, with_members: bool = False
+) -> Path:
+    """Write `<repo>/<name>/<version>/{model.onnx, card.json}` after checking ONNX against torch.
+
+    `with_members`: the graph also outputs `member_mean` and `member_sigma`, (batch, K), for clients that
+    want the members themselves (e.g. to reweight events by posterior draws).
+    """
     final = Path(repo) / name / str(version)
     if final.exists():
         raise FileExistsError(f"{final} exists; versions are immutable, export a new version")
     staging = final.parent / f".{version}.staging"
+    run.model.with_members = with_members
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     try:
@@ -166,5 +182,6 @@ def export_to_repository(run: TrainedSurrogate, repo: Path, name: str, version: 
         build_card(run, name, version).write(staging / CARD_FILENAME)
         staging.rename(final)
     finally:
+        run.model.with_members = False
         shutil.rmtree(staging, ignore_errors=True)
     return final

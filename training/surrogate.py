@@ -21,6 +21,7 @@ from torch import nn
 
 MIN_FEATURE_SCALE = 1e-9  # a feature constant over the data (e.g. log s at fixed energy) is centred, not scaled
 OUTPUT_NAMES = ("mean", "sigma_stat", "sigma_syst", "sigma_tot")
+MEMBER_OUTPUT_NAMES = ("member_mean", "member_sigma")  # optional: (batch, K) per-member values and widths
 TargetTransform = Literal["log", "identity"]
 
 
@@ -78,6 +79,11 @@ class Surrogate(nn.Module):
         self.register_buffer("target_shift", torch.zeros((), dtype=torch.float64))
         self.register_buffer("target_scale", torch.ones((), dtype=torch.float64))
         self.register_buffer("recalibration", torch.ones((), dtype=torch.float64))
+        self.with_members = False  # also output each member's prediction and learned width (export option)
+
+    @property
+    def output_names(self) -> tuple[str, ...]:
+        return OUTPUT_NAMES + MEMBER_OUTPUT_NAMES if self.with_members else OUTPUT_NAMES
 
     @property
     def members(self) -> int:
@@ -117,8 +123,13 @@ class Surrogate(nn.Module):
         if self.target_transform == "log":
             value = torch.exp(centre)
             stat, syst = value * stat, value * syst
+            member_value = torch.exp(mu)
+            member_sigma = member_value * sigma
         else:
-            value = centre
+            value, member_value, member_sigma = centre, mu, sigma
         sigma_stat = stat * self.recalibration
         sigma_syst = syst * self.recalibration
-        return value, sigma_stat, sigma_syst, torch.sqrt(sigma_stat**2 + sigma_syst**2)
+        outputs = (value, sigma_stat, sigma_syst, torch.sqrt(sigma_stat**2 + sigma_syst**2))
+        if self.with_members:  # each member's own learned width, not recalibrated
+            outputs = outputs + (member_value.transpose(0, 1), member_sigma.transpose(0, 1))
+        return outputs

@@ -37,3 +37,15 @@ def test_versions_are_immutable_and_staging_leaves_nothing(tiny_run, tiny_reposi
         export_to_repository(tiny_run, tiny_repository, TINY_MODEL, version=1)
     assert sorted(p.name for p in (tiny_repository / TINY_MODEL).iterdir()) == ["1"]
     json.loads((tiny_repository / TINY_MODEL / "1" / CARD_FILENAME).read_text())
+
+
+def test_member_outputs_aggregate_to_the_mean(tiny_run, tmp_path):
+    folder = export_to_repository(tiny_run, tmp_path, TINY_MODEL, version=1, with_members=True)
+    card = ModelCard.read(folder / CARD_FILENAME)
+    assert [o.name for o in card.outputs][-2:] == ["member_mean", "member_sigma"]
+    assert card.outputs[-1].shape == (-1, 3)
+    session = ort.InferenceSession(str(folder / MODEL_FILENAME))
+    mean, members, widths = session.run(["mean", "member_mean", "member_sigma"], {"momenta": tiny_run.test.momenta})
+    assert members.shape == widths.shape == (len(mean), 3)
+    np.testing.assert_allclose(mean, np.exp(np.log(members).mean(axis=1)), rtol=1e-12)  # log-space average
+    assert tiny_run.model.output_names == ("mean", "sigma_stat", "sigma_syst", "sigma_tot")  # option reset
