@@ -100,6 +100,20 @@ def serve(
         float | None,
         typer.Option(help="on SIGTERM/SIGINT, time to finish accepted requests (env CALSURR_GRACE_SECONDS; default 5)"),
     ] = None,
+    version_policy: Annotated[
+        str | None,
+        typer.Option(
+            help="versions each model serves: latest (the newest ready), latest:N, all or specific:1,3; per model "
+            'as JSON, {"default": "latest", "models": {"gg_ggg": "all"}} (env CALSURR_VERSION_POLICY; default latest)'
+        ),
+    ] = None,
+    repository_poll_seconds: Annotated[
+        float | None,
+        typer.Option(
+            help="seconds between scans of the repository: new versions load, deleted ones go, broken ones are "
+            "reported and never replace a working one; 0 off (env CALSURR_REPOSITORY_POLL_SECONDS; default 0)"
+        ),
+    ] = None,
     log_level: Annotated[
         str | None,
         typer.Option(help="debug, info, warning or error (env CALSURR_LOG_LEVEL; default info)"),
@@ -136,6 +150,8 @@ def serve(
         "metrics_port": metrics_port,
         "max_message_bytes": max_message_bytes,
         "grace_seconds": grace_seconds,
+        "version_policy": version_policy,
+        "repository_poll_seconds": repository_poll_seconds,
         "log_level": log_level,
         "log_format": log_format,
     }

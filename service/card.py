@@ -10,6 +10,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 CARD_FILENAME = "card.json"
@@ -18,6 +19,10 @@ CARD_SCHEMA_VERSION = 1
 
 Datatype = Literal["FP32", "FP64"]
 UNCERTAINTY_OUTPUTS = ("mean", "sigma_stat", "sigma_syst", "sigma_tot")
+MAX_EXAMPLE_ROWS = 16  # example inputs in a card: enough to check a graph, few enough to keep the card readable
+# Optional per-member outputs, shape [batch, K] in the units of `mean`: member k's mean mu_k and width s_k.
+# A graph that exports them serves them on request (inference parameter `members`), never by default.
+MEMBER_OUTPUTS = ("member_mean", "member_sigma")
 
 
 class _Strict(BaseModel):
@@ -103,6 +108,11 @@ class ModelCard(_Strict):
         description="sigma_tot/|mean| above which the server counts a prediction as out of domain "
         "(metric calsurr_out_of_domain_predictions_total); None: no counting",
     )
+    example_inputs: dict[str, list] | None = Field(
+        default=None,
+        description=f"1 to {MAX_EXAMPLE_ROWS} valid input rows per input name (held-out data, written at export): "
+        "the server runs them to check a version before it swaps it in; None: it builds a sample from the card",
+    )
 
     @model_validator(mode="after")
     def _uncertainty_outputs_present(self) -> ModelCard:
@@ -110,6 +120,25 @@ class ModelCard(_Strict):
         missing = [n for n in UNCERTAINTY_OUTPUTS if n not in names]
         if missing:
             raise ValueError(f"outputs must include {list(UNCERTAINTY_OUTPUTS)}; missing {missing}")
+        return self
+
+    @model_validator(mode="after")
+    def _example_inputs_fit_the_inputs(self) -> ModelCard:
+        if self.example_inputs is None:
+            return self
+        specs = {spec.name: spec for spec in self.inputs}
+        if set(self.example_inputs) != set(specs):
+            raise ValueError(f"example_inputs must name the inputs {sorted(specs)}, got {sorted(self.example_inputs)}")
+        for name, rows in self.example_inputs.items():
+            try:
+                shape = np.shape(np.asarray(rows, dtype=np.float64))
+            except ValueError as exc:
+                raise ValueError(f"example_inputs '{name}' is not a numeric array: {exc}") from None
+            spec = specs[name].shape
+            if len(shape) != len(spec) or any(s not in (-1, n) for s, n in zip(spec, shape)):
+                raise ValueError(f"example_inputs '{name}' has shape {list(shape)}, the input {list(spec)}")
+            if not 1 <= shape[0] <= MAX_EXAMPLE_ROWS or not np.isfinite(np.asarray(rows, dtype=np.float64)).all():
+                raise ValueError(f"example_inputs '{name}' needs 1 to {MAX_EXAMPLE_ROWS} rows of finite values")
         return self
 
     @classmethod

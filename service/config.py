@@ -9,18 +9,20 @@ from __future__ import annotations
 from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import yaml
 from pydantic import DirectoryPath, Field, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     YamlConfigSettingsSource,
 )
 
 from service.batcher import DEFAULT_MAX_BATCH_SIZE, DEFAULT_MAX_QUEUE_SIZE, MAX_QUEUE_DELAY_US, BatchingPolicy
+from service.repository import RepositoryPolicy
 from service.runtime import PREFERRED_PROVIDERS, RuntimeOptions
 
 DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024  # 64 MiB: ~800k gg->ggg events of FP64 momenta per request
@@ -67,6 +69,16 @@ class ServerSettings(BaseSettings):
     metrics_port: int = Field(default=DEFAULT_METRICS_PORT, ge=0, le=65535, description="metrics port; 0 a free one")
     max_message_bytes: int = Field(default=DEFAULT_MAX_MESSAGE_BYTES, ge=1024, description="largest gRPC message")
     grace_seconds: float = Field(default=5.0, ge=0, description="time to finish accepted requests on shutdown")
+    version_policy: Annotated[RepositoryPolicy, NoDecode] = Field(
+        default_factory=RepositoryPolicy,
+        description="versions each model serves: 'latest' (newest ready, default), 'latest:N', 'all', "
+        "'specific:1,3'; per model: {default: latest, models: {gg_ggg: all}}",
+    )
+    repository_poll_seconds: float = Field(
+        default=0.0,
+        ge=0,
+        description="seconds between scans of the repository for new, changed, deleted versions; 0: off",
+    )
     log_level: Literal["debug", "info", "warning", "error"] = Field(default="info", description="log threshold")
     log_format: Literal["text", "json"] = Field(default="text", description="'json': one JSON object per line")
 

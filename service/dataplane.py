@@ -10,23 +10,29 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from service import __version__
 from service.batcher import BatchingPolicy, DynamicBatcher
-from service.card import ModelCard, TensorSpec
-from service.errors import CalsurrError, InvalidInput
+from service.card import MODEL_FILENAME, ModelCard, TensorSpec
+from service.errors import CalsurrError, InvalidInput, ModelNotFound, Unimplemented
 from service.logs import REQUEST_ID
 from service.metrics import ServerMetrics
-from service.repository import ModelRepository
+from service.repository import IndexEntry, ModelRepository, RepositoryChange, VersionPolicy
+from service.request_options import MICROSECONDS, parse_parameters, select_outputs
 from service.runtime import DATATYPE_TO_NUMPY, OnnxModel
+from service.statistics import VersionStatistics
 
 log = logging.getLogger(__name__)
 
 SERVER_NAME = "calsurr"
 PLATFORM = "onnxruntime_onnx"
+BACKEND = "onnxruntime"
+# Protocol extensions implemented, by the names the specification gives them; "calsurr_card" is our own
+# (the calsurr.v1.ModelCardService beside the standard service).
+EXTENSIONS = ("model_configuration", "model_repository", "statistics", "parameters", "calsurr_card")
 Inputs = Mapping[str, np.ndarray]
 # Refusals worth an info line: the client sent something wrong and its author will want to find out why.
 CLIENT_MISTAKES = frozenset({"INVALID_ARGUMENT", "NOT_FOUND"})
@@ -47,6 +53,24 @@ class ModelMetadata:
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
     card: ModelCard
+
+
+@dataclass(frozen=True)
+class ModelConfiguration:
+    """A model version as Triton's model configuration describes it: what it takes and how it is served."""
+
+    name: str
+    version: int
+    platform: str
+    backend: str
+    model_filename: str
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+    policy: BatchingPolicy
+    version_policy: VersionPolicy
+    provider: str
+    gpu_id: int | None  # None: runs on the CPU
+    parameters: dict[str, str] = field(default_factory=dict)
 
 
 def validate_inputs(card: ModelCard, inputs: Inputs) -> None:
@@ -84,6 +108,7 @@ class DataPlane:
         self.metrics = metrics or ServerMetrics()
         self._batchers: dict[tuple[str, int], tuple[OnnxModel, DynamicBatcher]] = {}
         self._retiring: set[asyncio.Task] = set()
+        repository.subscribe(self._on_repository_change)
 
     def live(self) -> bool:
         return True
@@ -96,8 +121,8 @@ class DataPlane:
         return self.repository.is_ready(name, version)
 
     def server_metadata(self) -> tuple[str, str, list[str]]:
-        """Name, version, and the protocol extensions implemented (none beyond the core yet)."""
-        return SERVER_NAME, __version__, []
+        """Name, version, and the protocol extensions implemented."""
+        return SERVER_NAME, __version__, list(EXTENSIONS)
 
     def model_metadata(self, name: str, version: str = "") -> ModelMetadata:
         model = self.repository.get(name, version)
@@ -111,6 +136,93 @@ class DataPlane:
             card=model.card,
         )
 
+    def card(self, name: str, version: str = "") -> ModelCard:
+        return self.repository.get(name, version).card
+
+    def model_config(self, name: str, version: str = "") -> ModelConfiguration:
+        """Triton-style configuration of a model version: its card's tensors and this server's settings."""
+        model = self.repository.get(name, version)
+        card = model.card
+        return ModelConfiguration(
+            name=name,
+            version=card.version,
+            platform=PLATFORM,
+            backend=BACKEND,
+            model_filename=MODEL_FILENAME,
+            inputs=card.inputs,
+            outputs=card.outputs,
+            policy=self.policy,
+            version_policy=self.repository.entry(name).policy,
+            provider=model.provider,
+            gpu_id=model.gpu_id,
+            # Triton-only clients read the card here: units, domain and calibration.
+            parameters={"execution_provider": model.provider, "calsurr_card": card.model_dump_json()},
+        )
+
+    def statistics(self, name: str = "", version: str = "") -> list[VersionStatistics]:
+        """Counters of every ready version of one model (or of every model), or of one version."""
+        if not name:
+            if version:
+                raise InvalidInput(f"statistics of version '{version}' need a model name")
+            names = self.repository.names()
+        else:
+            if version:
+                self.repository.get(name, version)  # NOT_FOUND for a version that is not ready
+                return [self.metrics.statistics.snapshot(name, str(int(version)))]
+            names = [name]
+        found = []
+        for model_name in names:
+            try:
+                versions = sorted(self.repository.entry(model_name).ready)
+            except ModelNotFound:
+                if name:
+                    raise
+                continue  # unloaded meanwhile
+            found += [self.metrics.statistics.snapshot(model_name, str(v)) for v in versions]
+        return found
+
+    def check_repository_name(self, repository_name: str) -> None:
+        """The repository RPCs may name a repository: calsurr serves one, named by its folder."""
+        if repository_name not in ("", self.repository.root.name):
+            raise ModelNotFound(
+                f"unknown repository '{repository_name}'; this server serves one, '{self.repository.root.name}' "
+                "(or leave repository_name empty)"
+            )
+
+    def repository_index(self, ready_only: bool = False) -> list[IndexEntry]:
+        """Every model version on disk or served, with its state and why (RepositoryIndex)."""
+        return [row for row in self.repository.index() if row.state == "READY" or not ready_only]
+
+    async def load_model(self, name: str, parameters: Mapping[str, object] | None = None) -> None:
+        """Load, or reload, a model by name; raises ModelLoadFailed when a version failed (the others serve).
+
+        Triton's override parameters (`config`, `file:<path>`) would load a model that is not in the
+        repository; calsurr serves only what export published there, with its card, so they are refused.
+        """
+        overrides = sorted(k for k in parameters or {} if k == "config" or k.startswith("file:"))
+        if overrides:
+            raise Unimplemented(
+                f"load parameters {overrides}: calsurr loads models only from its repository folder, with their "
+                "cards; publish the model there (calsurr export) and load it by name"
+            )
+        if parameters:
+            raise InvalidInput(f"unknown load parameters {sorted(parameters)}; RepositoryModelLoad takes none")
+        await self.repository.load_model(name)
+
+    async def unload_model(self, name: str, parameters: Mapping[str, object] | None = None) -> None:
+        """Stop serving a model; its queued requests are answered first (see `_on_repository_change`).
+        `unload_dependents` is accepted and changes nothing: no calsurr model depends on another."""
+        unknown = sorted(set(parameters or {}) - {"unload_dependents"})
+        if unknown:
+            raise InvalidInput(
+                f"unknown unload parameters {unknown}; RepositoryModelUnload knows ['unload_dependents']"
+            )
+        await self.repository.unload_model(name)
+
+    async def _on_repository_change(self, change: RepositoryChange) -> None:
+        """Versions that stopped serving: their batchers finish what they hold, then stop."""
+        await asyncio.gather(*(self.release(name, version) for name, version in change.removed))
+
     async def infer(
         self,
         name: str,
@@ -118,13 +230,15 @@ class DataPlane:
         inputs: Inputs | Callable[[], Inputs],
         outputs: list[str] | None = None,
         *,
+        parameters: Mapping[str, object] | None = None,
         deadline: float | None = None,
         request_id: str = "",
     ) -> InferenceResult:
         """Check a request against the card, queue it in its model's batcher, and account for it.
 
         `inputs` may be a callable that decodes them, so that a malformed message is counted and logged with
-        its request id like any other failure. `deadline` is in `time.monotonic()` seconds.
+        its request id like any other failure. `parameters` are the request's (KNOWN_PARAMETERS). `deadline`
+        is in `time.monotonic()` seconds.
         """
         token = REQUEST_ID.set(request_id)
         started = time.perf_counter()
@@ -135,15 +249,15 @@ class DataPlane:
             model = self.repository.get(name, version)
             card = model.card
             labels = (name, str(card.version))
+            options = parse_parameters(parameters)
+            if options.timeout_us is not None:
+                timeout_at = time.monotonic() + options.timeout_us * MICROSECONDS
+                deadline = timeout_at if deadline is None else min(deadline, timeout_at)
             arrays = inputs() if callable(inputs) else inputs
             validate_inputs(card, arrays)
             rows = len(next(iter(arrays.values())))
-            known = [o.name for o in card.outputs]
-            if outputs:
-                unknown = [o for o in outputs if o not in known]
-                if unknown:
-                    raise InvalidInput(f"model '{name}' has no outputs {unknown}; it has {known}")
-            result = await self._batcher(model).submit(arrays, outputs, deadline)
+            selected = select_outputs(card, outputs, options.members)
+            result = await self._batcher(model).submit(arrays, selected, deadline)
         except BaseException as exc:
             if labels[0] == "" and name in self.repository.names():  # known model, unknown version
                 labels = (name, "")
@@ -163,6 +277,8 @@ class DataPlane:
         self.metrics.requests.labels(*labels, code).inc()
         if code == "OK":
             self.metrics.request_seconds.labels(*labels).observe(seconds)
+        if labels[1]:  # the version is known: the statistics extension counts it
+            self.metrics.statistics.recorder(*labels).record_request(code == "OK", rows, seconds)
         fields = {"model": labels[0], "version": labels[1], "code": code, "rows": rows, "seconds": round(seconds, 6)}
         if code == "INTERNAL":
             log.error("infer failed: %s", exc, extra=fields, exc_info=exc)

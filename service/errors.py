@@ -24,3 +24,9 @@ class InvalidInput(CalsurrError):
 
 class ModelUnavailable(CalsurrError):
     status_code = grpc.StatusCode.UNAVAILABLE
+
+
+class Unimplemented(CalsurrError):
+    """A part of the protocol calsurr does not implement; the message says why and what to do instead."""
+
+    status_code = grpc.StatusCode.UNIMPLEMENTED

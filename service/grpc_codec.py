@@ -50,8 +50,26 @@ def _decode_typed(tensor: pb.ModelInferRequest.InferInputTensor, dtype: np.dtype
     return np.asarray(values, dtype=dtype).reshape(shape)
 
 
+def _refuse_tensor_parameters(request: pb.ModelInferRequest) -> None:
+    """Tensor parameters select extensions calsurr lacks (shared memory, classification): refusing them beats
+    answering as if they had been honoured."""
+    for tensor in request.inputs:
+        if tensor.parameters:
+            raise InvalidInput(
+                f"input '{tensor.name}' has parameters {sorted(tensor.parameters)}, but inputs take none here: "
+                "the shared-memory extension is not implemented, send the data in raw_input_contents"
+            )
+    for output in request.outputs:
+        if output.parameters:
+            raise InvalidInput(
+                f"requested output '{output.name}' has parameters {sorted(output.parameters)}, but outputs take "
+                "none here (no classification or shared-memory extension)"
+            )
+
+
 def decode_inputs(request: pb.ModelInferRequest) -> dict[str, np.ndarray]:
     """The request's input tensors as numpy arrays, keyed by name."""
+    _refuse_tensor_parameters(request)
     raw = request.raw_input_contents
     if raw and len(raw) != len(request.inputs):
         raise InvalidInput(

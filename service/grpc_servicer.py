@@ -1,23 +1,44 @@
-"""The Open Inference Protocol gRPC service: converts messages and calls the data plane, nothing more."""
+"""The Open Inference Protocol gRPC service, and calsurr's card service: converts messages and calls the data
+plane, nothing more."""
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TypeVar
 
 import grpc
 
-from service.dataplane import DataPlane
-from service.errors import CalsurrError
+from service.dataplane import DataPlane, InferenceResult
+from service.errors import CalsurrError, Unimplemented
 from service.grpc_codec import decode_inputs, encode_response, requested_outputs
+from service.grpc_extensions import decode_parameters, encode_index, encode_model_config, encode_statistics
+from service.protocol import calsurr_card_pb2 as card_pb
+from service.protocol import calsurr_card_pb2_grpc as card_pb_grpc
 from service.protocol import grpc_service_pb2 as pb
 from service.protocol import grpc_service_pb2_grpc as pb_grpc
 
 log = logging.getLogger(__name__)
 REQUEST_ID_METADATA = "x-request-id"
+# Requests of one stream handled at once: enough to keep the batcher fed by one generator loop; beyond it
+# the stream is not read further, so gRPC flow control holds the client back instead of server memory.
+STREAM_WINDOW = 256
+SHARED_MEMORY_REASON = (
+    "calsurr does not implement the shared-memory extension: send tensors in raw_input_contents (one copy, "
+    "no per-element protobuf)"
+)
+TRACE_REASON = (
+    "calsurr does not implement the trace extension: latencies are in the Prometheus metrics "
+    "(calsurr_request_duration_seconds, calsurr_queue_duration_seconds, calsurr_compute_duration_seconds) and "
+    "in ModelStatistics; requests log one line each at log level debug, with their x-request-id"
+)
+LOG_SETTINGS_REASON = (
+    "calsurr does not implement the logging extension: log level and format are settings fixed at start "
+    "(--log-level, --log-format, CALSURR_LOG_LEVEL, CALSURR_LOG_FORMAT)"
+)
 
 Request = TypeVar("Request")
 Response = TypeVar("Response")
@@ -38,6 +59,16 @@ def _status_on_error(handler: Handler) -> Handler:
             await context.abort(grpc.StatusCode.INTERNAL, f"{type(exc).__name__}: {exc}")
 
     return wrapper
+
+
+def _unimplemented(reason: str) -> Handler:
+    """A method of the standard that does not apply here: UNIMPLEMENTED with the reason, never a silent success."""
+
+    @_status_on_error
+    async def handler(self, request, context):
+        raise Unimplemented(reason)
+
+    return handler
 
 
 def _tensor_metadata(specs) -> list[pb.ModelMetadataResponse.TensorMetadata]:
@@ -92,12 +123,115 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
 
     @_status_on_error
     async def ModelInfer(self, request, context):
-        result = await self.dataplane.infer(
+        result = await self._infer(request, _deadline(context), _request_id(request, context))
+        return encode_response(result.model_name, result.model_version, request.id, result.outputs)
+
+    async def ModelStreamInfer(
+        self, request_iterator: AsyncIterator[pb.ModelInferRequest], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.ModelStreamInferResponse]:
+        """One answer per request, in the order the requests came. Up to STREAM_WINDOW requests run at once,
+        so a generator's stream of small requests is batched like concurrent unary calls. A request that fails
+        is answered with its `error_message` ("CODE: message") and the stream goes on."""
+        deadline = _deadline(context)  # the stream's, if the client set one
+        window = asyncio.Semaphore(STREAM_WINDOW)
+        answers: asyncio.Queue[asyncio.Future | None] = asyncio.Queue()
+
+        async def read() -> None:
+            try:
+                async for request in request_iterator:
+                    await window.acquire()
+                    answers.put_nowait(asyncio.ensure_future(self._stream_answer(request, context, deadline)))
+            finally:
+                answers.put_nowait(None)
+
+        reader = asyncio.ensure_future(read())
+        try:
+            while (answer := await answers.get()) is not None:
+                try:
+                    yield await answer
+                finally:
+                    window.release()
+            await reader  # the client's half of the stream failed: say so rather than end quietly
+        finally:
+            reader.cancel()
+            while not answers.empty():
+                if (pending := answers.get_nowait()) is not None:
+                    pending.cancel()
+
+    async def _stream_answer(
+        self, request: pb.ModelInferRequest, context: grpc.aio.ServicerContext, deadline: float | None
+    ) -> pb.ModelStreamInferResponse:
+        try:
+            result = await self._infer(request, deadline, request.id or _request_id(request, context))
+        except CalsurrError as exc:
+            return _stream_error(request, f"{exc.status_code.name}: {exc}")
+        except Exception as exc:
+            log.exception("a request on ModelStreamInfer failed")
+            return _stream_error(request, f"INTERNAL: {type(exc).__name__}: {exc}")
+        response = encode_response(result.model_name, result.model_version, request.id, result.outputs)
+        return pb.ModelStreamInferResponse(infer_response=response)
+
+    async def _infer(self, request: pb.ModelInferRequest, deadline: float | None, request_id: str) -> InferenceResult:
+        return await self.dataplane.infer(
             request.model_name,
             request.model_version,
             functools.partial(decode_inputs, request),  # decoded inside the data plane's accounting
             requested_outputs(request),
-            deadline=_deadline(context),
-            request_id=_request_id(request, context),
+            parameters=decode_parameters(request.parameters),
+            deadline=deadline,
+            request_id=request_id,
         )
-        return encode_response(result.model_name, result.model_version, request.id, result.outputs)
+
+    @_status_on_error
+    async def ModelConfig(self, request, context):
+        config = self.dataplane.model_config(request.name, request.version)
+        return pb.ModelConfigResponse(config=encode_model_config(config))
+
+    @_status_on_error
+    async def ModelStatistics(self, request, context):
+        statistics = self.dataplane.statistics(request.name, request.version)
+        return pb.ModelStatisticsResponse(model_stats=[encode_statistics(s) for s in statistics])
+
+    @_status_on_error
+    async def RepositoryIndex(self, request, context):
+        self.dataplane.check_repository_name(request.repository_name)
+        return encode_index(self.dataplane.repository_index(ready_only=request.ready))
+
+    @_status_on_error
+    async def RepositoryModelLoad(self, request, context):
+        self.dataplane.check_repository_name(request.repository_name)
+        await self.dataplane.load_model(request.model_name, decode_parameters(request.parameters))
+        return pb.RepositoryModelLoadResponse()
+
+    @_status_on_error
+    async def RepositoryModelUnload(self, request, context):
+        self.dataplane.check_repository_name(request.repository_name)
+        await self.dataplane.unload_model(request.model_name, decode_parameters(request.parameters))
+        return pb.RepositoryModelUnloadResponse()
+
+    SystemSharedMemoryStatus = _unimplemented(SHARED_MEMORY_REASON)
+    SystemSharedMemoryRegister = _unimplemented(SHARED_MEMORY_REASON)
+    SystemSharedMemoryUnregister = _unimplemented(SHARED_MEMORY_REASON)
+    CudaSharedMemoryStatus = _unimplemented(SHARED_MEMORY_REASON)
+    CudaSharedMemoryRegister = _unimplemented(SHARED_MEMORY_REASON)
+    CudaSharedMemoryUnregister = _unimplemented(SHARED_MEMORY_REASON)
+    TraceSetting = _unimplemented(TRACE_REASON)
+    LogSettings = _unimplemented(LOG_SETTINGS_REASON)
+
+
+def _stream_error(request: pb.ModelInferRequest, message: str) -> pb.ModelStreamInferResponse:
+    """An error on the stream, with the request's model and id so that a client can tell which one failed."""
+    echo = pb.ModelInferResponse(model_name=request.model_name, model_version=request.model_version, id=request.id)
+    return pb.ModelStreamInferResponse(error_message=message, infer_response=echo)
+
+
+class ModelCardServicer(card_pb_grpc.ModelCardServiceServicer):
+    """calsurr.v1.ModelCardService: the card, which the standard protocol has no place for."""
+
+    def __init__(self, dataplane: DataPlane):
+        self.dataplane = dataplane
+
+    @_status_on_error
+    async def ModelCard(self, request, context):
+        card = self.dataplane.card(request.name, request.version)
+        return card_pb.ModelCardResponse(name=card.name, version=str(card.version), card_json=card.model_dump_json())

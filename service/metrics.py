@@ -19,6 +19,7 @@ from prometheus_client.registry import Collector
 
 from service import __version__
 from service.repository import ModelRepository
+from service.statistics import StatisticsBook
 
 log = logging.getLogger(__name__)
 
@@ -125,18 +126,21 @@ class ModelMetrics:
         self._queue_depth = server.queue_depth.labels(*labels)
         # No threshold, no series: a count of 0 would claim that every prediction was inside the domain.
         self._out_of_domain = server.out_of_domain.labels(*labels) if out_of_domain_relative_sigma else None
+        self.statistics = server.statistics.recorder(*labels)  # exact counts for the statistics extension
 
     def set_queue_depth(self, requests: int) -> None:
         self._queue_depth.set(requests)
 
     def observe_queue(self, seconds: float) -> None:
         self._queue_seconds.observe(seconds)
+        self.statistics.record_queue(seconds)
 
     def observe_run(self, rows: int, requests: int, seconds: float, outputs: Mapping[str, np.ndarray]) -> None:
         """One onnxruntime run: its size, its compute time, and the uncertainty of every row it served."""
         self._batch_rows.observe(rows)
         self._batch_requests.observe(requests)
         self._compute_seconds.observe(seconds)
+        self.statistics.record_run(rows, requests, seconds)
         if "mean" in outputs and "sigma_tot" in outputs:
             with np.errstate(divide="ignore", invalid="ignore"):
                 relative = np.abs(outputs["sigma_tot"]) / np.abs(outputs["mean"])
@@ -196,6 +200,7 @@ class ServerMetrics:
             f"{PREFIX}_queue_depth_requests", "requests waiting in a model's batcher queue", MODEL_LABELS, registry=r
         )
         self.inflight = Gauge(f"{PREFIX}_inflight_requests", "inference requests being handled", registry=r)
+        self._load_failures_seen: dict[str, int] = {}  # repository totals already counted
         self.load_failures = Counter(
             f"{PREFIX}_model_load_failures", "model versions that failed to load", ["model"], registry=r
         )
@@ -212,6 +217,7 @@ class ServerMetrics:
             RELATIVE_UNCERTAINTY_BUCKETS,
         )
         r.register(self.relative_uncertainty)
+        self.statistics = StatisticsBook()  # not Prometheus: the protocol's statistics extension reads these
         Info(f"{PREFIX}_build", "calsurr version serving", registry=r).info({"version": __version__})
 
     def watch_repository(self, repository: ModelRepository) -> None:
@@ -219,11 +225,13 @@ class ServerMetrics:
         self.registry.register(RepositoryCollector(repository))
 
     def record_load_failures(self, repository: ModelRepository) -> None:
-        """Count the versions that failed in a repository scan (call after each scan)."""
-        for name in repository.names():
-            failed = len(repository.entry(name).failed)
-            if failed:
-                self.load_failures.labels(name).inc(failed)
+        """Count the load attempts that failed since the last call (call after each scan). The repository keeps
+        running totals, so a broken version that a poll leaves alone is not counted again."""
+        for name, total in repository.load_failure_totals().items():
+            new = total - self._load_failures_seen.get(name, 0)
+            if new > 0:
+                self.load_failures.labels(name).inc(new)
+                self._load_failures_seen[name] = total
 
     def for_model(self, name: str, version: str, out_of_domain_relative_sigma: float | None) -> ModelMetrics:
         return ModelMetrics(self, (name, version), out_of_domain_relative_sigma)

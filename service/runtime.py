@@ -16,6 +16,8 @@ log = logging.getLogger(__name__)
 ONNX_TO_DATATYPE = {"tensor(float)": "FP32", "tensor(double)": "FP64"}
 DATATYPE_TO_NUMPY = {"FP32": np.dtype("<f4"), "FP64": np.dtype("<f8")}
 PREFERRED_PROVIDERS = ("CUDAExecutionProvider", "CPUExecutionProvider")
+# Providers that run the graph on a GPU (reported as such in ModelConfig's instance group).
+GPU_PROVIDERS = frozenset({"CUDAExecutionProvider", "TensorrtExecutionProvider", "ROCMExecutionProvider"})
 
 
 class SignatureMismatch(ValueError):
@@ -54,6 +56,13 @@ class OnnxModel:
         _check_signature("input", self.session.get_inputs(), card.inputs)
         _check_signature("output", self.session.get_outputs(), card.outputs)
         log.info("loaded %s v%d on %s", card.name, card.version, self.provider)
+
+    @property
+    def gpu_id(self) -> int | None:
+        """The GPU the session runs on (its provider's `device_id`), or None when it runs on the CPU."""
+        if self.provider not in GPU_PROVIDERS:
+            return None
+        return int(self.session.get_provider_options().get(self.provider, {}).get("device_id", 0))
 
     def run(self, inputs: dict[str, np.ndarray], outputs: list[str] | None = None) -> dict[str, np.ndarray]:
         """Run the graph; `outputs` None means all. Releases the GIL while onnxruntime computes."""

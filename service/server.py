@@ -16,21 +16,32 @@ from grpc_reflection.v1alpha import reflection, reflection_pb2
 
 from service.config import ServerSettings
 from service.dataplane import DataPlane
-from service.grpc_servicer import InferenceServicer
+from service.grpc_servicer import InferenceServicer, ModelCardServicer
 from service.metrics import MetricsEndpoint, ServerMetrics
+from service.protocol import calsurr_card_pb2 as card_pb
+from service.protocol import calsurr_card_pb2_grpc as card_pb_grpc
 from service.protocol import grpc_service_pb2 as pb
 from service.protocol import grpc_service_pb2_grpc as pb_grpc
-from service.repository import ModelRepository
+from service.protocol import model_config_pb2 as model_config_pb
+from service.repository import ModelRepository, RepositoryChange
 
 log = logging.getLogger(__name__)
 INFERENCE_SERVICE = pb.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name
+CARD_SERVICE = card_pb.DESCRIPTOR.services_by_name["ModelCardService"].full_name
 
 
 def _reflection_pool() -> descriptor_pool.DescriptorPool:
     """Our protocol lives in a private descriptor pool (see scripts/generate_protos.py); reflection needs one
     pool that also holds the health and reflection services."""
     pool = descriptor_pool.DescriptorPool()
-    for file in (pb.DESCRIPTOR, health_pb2.DESCRIPTOR, reflection_pb2.DESCRIPTOR):
+    files = (
+        model_config_pb.DESCRIPTOR,
+        pb.DESCRIPTOR,
+        card_pb.DESCRIPTOR,
+        health_pb2.DESCRIPTOR,
+        reflection_pb2.DESCRIPTOR,
+    )
+    for file in files:  # dependencies first
         pool.AddSerializedFile(file.serialized_pb)
     return pool
 
@@ -42,6 +53,7 @@ class RunningServer:
     dataplane: DataPlane
     metrics: ServerMetrics
     metrics_endpoint: MetricsEndpoint | None = None
+    poller: asyncio.Task | None = None  # the repository poll, with repository_poll_seconds > 0
 
     @property
     def metrics_port(self) -> int | None:
@@ -49,6 +61,9 @@ class RunningServer:
 
     async def stop(self, grace: float | None = None) -> None:
         """Stop accepting; requests already accepted (queued in a batcher too) get `grace` seconds to finish."""
+        if self.poller is not None:
+            self.poller.cancel()
+            await asyncio.gather(self.poller, return_exceptions=True)
         await self.server.stop(grace)
         await self.dataplane.close()
         if self.metrics_endpoint is not None:
@@ -58,10 +73,15 @@ class RunningServer:
 async def start_server(settings: ServerSettings) -> RunningServer:
     """Load the repository and start serving; returns once the ports are bound (port 0 picks a free one)."""
     metrics = ServerMetrics()
-    repository = ModelRepository(settings.repo, settings.runtime_options())
+    repository = ModelRepository(settings.repo, settings.runtime_options(), settings.version_policy)
     repository.load_all()
     metrics.watch_repository(repository)
     metrics.record_load_failures(repository)
+
+    async def count_load_failures(change: RepositoryChange) -> None:
+        metrics.record_load_failures(repository)
+
+    repository.subscribe(count_load_failures)
     dataplane = DataPlane(repository, settings.batching_policy(), metrics)
     endpoint = MetricsEndpoint(metrics, settings.host, settings.metrics_port) if settings.metrics else None
     try:
@@ -77,7 +97,9 @@ async def start_server(settings: ServerSettings) -> RunningServer:
         port,
         extra={"metrics_port": endpoint.port if endpoint else None, "batching": settings.batching},
     )
-    return RunningServer(server, port, dataplane, metrics, endpoint)
+    poll = settings.repository_poll_seconds
+    poller = asyncio.get_running_loop().create_task(repository.poll(poll), name="calsurr-poll") if poll else None
+    return RunningServer(server, port, dataplane, metrics, endpoint, poller)
 
 
 async def _start_grpc(settings: ServerSettings, dataplane: DataPlane) -> tuple[grpc.aio.Server, int]:
@@ -88,18 +110,26 @@ async def _start_grpc(settings: ServerSettings, dataplane: DataPlane) -> tuple[g
     ]
     server = grpc.aio.server(options=options)
     pb_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceServicer(dataplane), server)
+    card_pb_grpc.add_ModelCardServiceServicer_to_server(ModelCardServicer(dataplane), server)
 
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     serving = health_pb2.HealthCheckResponse.SERVING
     await health_servicer.set("", serving)
     await health_servicer.set(INFERENCE_SERVICE, serving)
-    for name in repository.names():
-        status = serving if repository.is_ready(name) else health_pb2.HealthCheckResponse.NOT_SERVING
-        await health_servicer.set(name, status)
+    await health_servicer.set(CARD_SERVICE, serving)
+
+    async def follow_models(change: RepositoryChange) -> None:
+        """Per-model health follows loads, unloads, polls: NOT_SERVING while a model has no ready version."""
+        for name in change.models:
+            status = serving if repository.is_ready(name) else health_pb2.HealthCheckResponse.NOT_SERVING
+            await health_servicer.set(name, status)
+
+    await follow_models(RepositoryChange(models=tuple(repository.names())))
+    repository.subscribe(follow_models)
 
     reflection.enable_server_reflection(
-        [INFERENCE_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME], server, pool=_reflection_pool()
+        [INFERENCE_SERVICE, CARD_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME], server, pool=_reflection_pool()
     )
     port = server.add_insecure_port(f"{settings.host}:{settings.port}")
     if port == 0:

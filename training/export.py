@@ -33,6 +33,7 @@ from training.pipeline import TrainedSurrogate, predict
 from training.surrogate import Surrogate
 
 EXPORT_RTOL = 1e-5  # ONNX against torch, relative, on every output (issue acceptance)
+EXAMPLE_ROWS = 4  # held-out rows in the card, which the server runs to check a version before serving it
 AMPLITUDE_INPUT = "momenta"
 CALORIMETER_INPUT = "features"
 
@@ -148,6 +149,7 @@ def build_card(run: TrainedSurrogate, name: str, version: int) -> ModelCard:
         ),
         domain=domain,
         calibration=run.calibration,
+        example_inputs={input_spec.name: run.test.inputs[:EXAMPLE_ROWS].tolist()},
         provenance=Provenance(
             dataset_sha256=run.dataset_sha256,
             seed=config.seed,

@@ -19,9 +19,11 @@ from typing import Literal
 import torch
 from torch import nn
 
+from service.card import MEMBER_OUTPUTS, UNCERTAINTY_OUTPUTS
+
 MIN_FEATURE_SCALE = 1e-9  # a feature constant over the data (e.g. log s at fixed energy) is centred, not scaled
-OUTPUT_NAMES = ("mean", "sigma_stat", "sigma_syst", "sigma_tot")
-MEMBER_OUTPUT_NAMES = ("member_mean", "member_sigma")  # optional: (batch, K) per-member values and widths
+OUTPUT_NAMES = UNCERTAINTY_OUTPUTS
+MEMBER_OUTPUT_NAMES = MEMBER_OUTPUTS  # optional: (batch, K) per-member values and widths
 TargetTransform = Literal["log", "identity"]
 
 

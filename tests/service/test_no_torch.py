@@ -11,12 +11,15 @@ SERVICE_MODULES = [
     "service.dataplane",
     "service.errors",
     "service.grpc_codec",
+    "service.grpc_extensions",
     "service.grpc_servicer",
     "service.logs",
     "service.metrics",
     "service.repository",
+    "service.request_options",
     "service.runtime",
     "service.server",
+    "service.statistics",
     "calsurr.cli",
 ]
 

@@ -30,6 +30,7 @@ def test_card_describes_the_model(tiny_run, tiny_repository):
     assert card.domain.sqrt_s_gev == 1000.0 and card.domain.min_sij_over_s == 0.01
     assert card.calibration == tiny_run.calibration
     assert card.provenance.dataset_sha256 == tiny_run.dataset_sha256
+    np.testing.assert_array_equal(card.example_inputs["momenta"], tiny_run.test.momenta[:4])
 
 
 def test_versions_are_immutable_and_staging_leaves_nothing(tiny_run, tiny_repository):
