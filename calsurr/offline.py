@@ -54,12 +54,14 @@ def export(
     name: Annotated[str, typer.Option(help="model name in the repository")],
     version: Annotated[int, typer.Option(help="integer version; existing versions are never overwritten")] = 1,
     members: Annotated[bool, typer.Option(help="also output member_mean and member_sigma, (batch, K)")] = False,
+    fp32: Annotated[bool, typer.Option(help="float32 inputs and outputs (computed in float64 inside)")] = False,
 ) -> None:
     """Export a trained run to <repo>/<name>/<version>/{model.onnx, card.json}, checked against torch."""
     from training.export import export_to_repository
     from training.runs import load_run
 
-    folder = export_to_repository(load_run(run), repo, name, version, with_members=members)
+    datatype = "FP32" if fp32 else "FP64"
+    folder = export_to_repository(load_run(run), repo, name, version, with_members=members, io_datatype=datatype)
     console.print(f"exported {folder}")
 
 

@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import grpc
 import numpy as np
 import onnxruntime as ort
 import pytest
@@ -17,6 +18,8 @@ import tritonclient.grpc as triton
 
 from service.card import MODEL_FILENAME
 from service.client import InferenceClient
+from service.protocol import grpc_service_pb2 as pb
+from service.protocol import grpc_service_pb2_grpc as pb_grpc
 from tests.conftest import TINY_MODEL
 
 pytestmark = pytest.mark.slow
@@ -90,3 +93,33 @@ def test_sigterm_stops_the_server_cleanly(served):
     process, _ = served
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=30) == 0
+
+
+def test_a_float32_model_serves_float32_through_tritonclient(tiny_run, tmp_path):
+    """FP32 in and out, raw and typed contents, against onnxruntime on the same graph."""
+    from service.config import ServerSettings
+    from service.server import BackgroundServer
+    from training.export import export_to_repository
+
+    export_to_repository(tiny_run, tmp_path, "gg_gg_fp32", version=1, io_datatype="FP32")
+    momenta = np.ascontiguousarray(tiny_run.test.momenta[:16], dtype=np.float32)
+    session = ort.InferenceSession(str(tmp_path / "gg_gg_fp32" / "1" / MODEL_FILENAME))
+    expected = dict(zip(OUTPUTS, session.run(list(OUTPUTS), {"momenta": momenta}), strict=True))
+    with BackgroundServer(ServerSettings(repo=tmp_path, host="127.0.0.1", port=0, metrics_port=0)) as server:
+        client = triton.InferenceServerClient(url=server.address)
+        assert client.get_model_metadata("gg_gg_fp32").inputs[0].datatype == "FP32"
+        inputs = [triton.InferInput("momenta", list(momenta.shape), "FP32")]
+        inputs[0].set_data_from_numpy(momenta)  # raw contents
+        result = client.infer("gg_gg_fp32", inputs)
+        for name in OUTPUTS:
+            assert result.as_numpy(name).dtype == np.float32
+            np.testing.assert_array_equal(result.as_numpy(name), expected[name])
+        client.close()
+        request = pb.ModelInferRequest(model_name="gg_gg_fp32")  # typed fp32_contents
+        tensor = request.inputs.add(name="momenta", datatype="FP32", shape=momenta.shape)
+        tensor.contents.fp32_contents.extend(momenta.ravel().tolist())
+        with grpc.insecure_channel(server.address) as channel:
+            response = pb_grpc.GRPCInferenceServiceStub(channel).ModelInfer(request)
+        for output, raw in zip(response.outputs, response.raw_output_contents, strict=True):
+            assert output.datatype == "FP32"
+            np.testing.assert_array_equal(np.frombuffer(raw, dtype="<f4"), expected[output.name])

@@ -13,6 +13,7 @@ import shutil
 import warnings
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import onnxruntime as ort
@@ -46,6 +47,14 @@ def input_name(model: Surrogate) -> str:
     return AMPLITUDE_INPUT if model.target_transform == "log" else CALORIMETER_INPUT
 
 
+def io_numpy_dtype(model: Surrogate) -> np.dtype:
+    return np.dtype(np.float32) if model.io_dtype == torch.float32 else np.dtype(np.float64)
+
+
+def datatype_of(model: Surrogate) -> str:
+    return "FP32" if model.io_dtype == torch.float32 else "FP64"
+
+
 def export_onnx(model: Surrogate, path: Path, example: np.ndarray) -> None:
     """Trace the whole surrogate with torch's ONNX exporter; the batch dimension stays dynamic."""
     model.eval()
@@ -57,7 +66,7 @@ def export_onnx(model: Surrogate, path: Path, example: np.ndarray) -> None:
         warnings.simplefilter("ignore", FutureWarning)
         program = torch.onnx.export(
             model,
-            (torch.from_numpy(example),),
+            (torch.from_numpy(example.astype(io_numpy_dtype(model))),),
             input_names=[input_name(model)],
             output_names=list(model.output_names),
             dynamic_shapes=({0: batch},),
@@ -70,6 +79,7 @@ def export_onnx(model: Surrogate, path: Path, example: np.ndarray) -> None:
 
 def max_relative_difference(model: Surrogate, path: Path, inputs: np.ndarray) -> float:
     """Largest |onnx - torch| / |torch| over every output and point."""
+    inputs = inputs.astype(io_numpy_dtype(model))
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     onnx_out = session.run(list(model.output_names), {input_name(model): inputs})
     torch_out = predict(model, inputs)
@@ -93,7 +103,7 @@ def _input_spec(run: TrainedSurrogate) -> tuple[TensorSpec, str, str]:
         names = tuple(run.test.feature_names)
         spec = TensorSpec(
             name=CALORIMETER_INPUT,
-            datatype="FP64",
+            datatype=datatype_of(run.model),
             shape=(-1, len(names)),
             unit="mixed",
             description="topo-cluster features at EM scale, columns as listed (units in the data schema)",
@@ -103,7 +113,7 @@ def _input_spec(run: TrainedSurrogate) -> tuple[TensorSpec, str, str]:
     process = get_process(config.process)
     spec = TensorSpec(
         name=AMPLITUDE_INPUT,
-        datatype="FP64",
+        datatype=datatype_of(run.model),
         shape=(-1, process.n_particles, 4),
         unit="GeV",
         description="(E, px, py, pz) per particle in process order, incoming first, partonic CM frame",
@@ -137,7 +147,7 @@ def build_card(run: TrainedSurrogate, name: str, version: int) -> ModelCard:
         outputs=tuple(
             TensorSpec(
                 name=o,
-                datatype="FP64",
+                datatype=datatype_of(run.model),
                 shape=(-1, config.members) if o.startswith("member_") else (-1,),
                 unit=unit,
                 description=OUTPUT_DOC[o],
@@ -161,18 +171,25 @@ def build_card(run: TrainedSurrogate, name: str, version: int) -> ModelCard:
 
 
 def export_to_repository(
-    run: TrainedSurrogate, repo: Path, name: str, version: int, with_members: bool = False
+    run: TrainedSurrogate,
+    repo: Path,
+    name: str,
+    version: int,
+    with_members: bool = False,
+    io_datatype: Literal["FP64", "FP32"] = "FP64",
 ) -> Path:
     """Write `<repo>/<name>/<version>/{model.onnx, card.json}` after checking ONNX against torch.
 
     `with_members`: the graph also outputs `member_mean` and `member_sigma`, (batch, K), for clients that
-    want the members themselves (e.g. to reweight events by posterior draws).
+    want the members themselves (e.g. to reweight events by posterior draws). `io_datatype` "FP32": the
+    graph takes and returns float32 (a client's choice; it is cast to float64 at the graph's entry).
     """
     final = Path(repo) / name / str(version)
     if final.exists():
         raise FileExistsError(f"{final} exists; versions are immutable, export a new version")
     staging = final.parent / f".{version}.staging"
     run.model.with_members = with_members
+    run.model.io_dtype = torch.float32 if io_datatype == "FP32" else torch.float64
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     try:
@@ -184,6 +201,6 @@ def export_to_repository(
         build_card(run, name, version).write(staging / CARD_FILENAME)
         staging.rename(final)
     finally:
-        run.model.with_members = False
+        run.model.with_members, run.model.io_dtype = False, torch.float64
         shutil.rmtree(staging, ignore_errors=True)
     return final

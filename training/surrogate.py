@@ -82,6 +82,7 @@ class Surrogate(nn.Module):
         self.register_buffer("target_scale", torch.ones((), dtype=torch.float64))
         self.register_buffer("recalibration", torch.ones((), dtype=torch.float64))
         self.with_members = False  # also output each member's prediction and learned width (export option)
+        self.io_dtype = torch.float64  # dtype of the graph's inputs and outputs; inside, everything is float64
 
     @property
     def output_names(self) -> tuple[str, ...]:
@@ -117,7 +118,7 @@ class Surrogate(nn.Module):
         return mu, sigma
 
     def forward(self, inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        mu, sigma = self.members_transformed(inputs)
+        mu, sigma = self.members_transformed(inputs.to(torch.float64))
         k = mu.shape[0]
         centre = mu.sum(0) / k
         stat = torch.sqrt(((mu - centre) ** 2).sum(0) / (k - 1))
@@ -134,4 +135,4 @@ class Surrogate(nn.Module):
         outputs = (value, sigma_stat, sigma_syst, torch.sqrt(sigma_stat**2 + sigma_syst**2))
         if self.with_members:  # each member's own learned width, not recalibrated
             outputs = outputs + (member_value.transpose(0, 1), member_sigma.transpose(0, 1))
-        return outputs
+        return tuple(o.to(self.io_dtype) for o in outputs)
