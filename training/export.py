@@ -34,6 +34,7 @@ from training.pipeline import TrainedSurrogate, predict
 from training.surrogate import Surrogate
 
 EXPORT_RTOL = 1e-5  # ONNX against torch, relative, on every output (issue acceptance)
+OUT_OF_DOMAIN_FACTOR = 5.0  # a prediction 5x less certain than 99 % of held-out ones is counted as out of domain
 EXAMPLE_ROWS = 4  # held-out rows in the card, which the server runs to check a version before serving it
 AMPLITUDE_INPUT = "momenta"
 CALORIMETER_INPUT = "features"
@@ -125,6 +126,12 @@ def _input_spec(run: TrainedSurrogate) -> tuple[TensorSpec, str, str]:
     return spec, process.unit, description
 
 
+def out_of_domain_threshold(run: TrainedSurrogate) -> float:
+    """sigma_tot/|mean| above which the server counts a prediction as out of the training domain."""
+    mean, _, _, sigma_tot = predict(run.model, run.test.inputs)[:4]
+    return OUT_OF_DOMAIN_FACTOR * float(np.quantile(sigma_tot / np.abs(mean), 0.99))
+
+
 def build_card(run: TrainedSurrogate, name: str, version: int) -> ModelCard:
     config = run.config
     input_spec, unit, description = _input_spec(run)
@@ -160,6 +167,7 @@ def build_card(run: TrainedSurrogate, name: str, version: int) -> ModelCard:
         domain=domain,
         calibration=run.calibration,
         example_inputs={input_spec.name: run.test.inputs[:EXAMPLE_ROWS].tolist()},
+        out_of_domain_relative_sigma=out_of_domain_threshold(run),
         provenance=Provenance(
             dataset_sha256=run.dataset_sha256,
             seed=config.seed,

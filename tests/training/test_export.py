@@ -31,6 +31,9 @@ def test_card_describes_the_model(tiny_run, tiny_repository):
     assert card.calibration == tiny_run.calibration
     assert card.provenance.dataset_sha256 == tiny_run.dataset_sha256
     np.testing.assert_array_equal(card.example_inputs["momenta"], tiny_run.test.momenta[:4])
+    mean, _, _, sigma_tot = predict(tiny_run.model, tiny_run.test.momenta)
+    relative = sigma_tot / mean
+    assert np.quantile(relative, 0.99) < card.out_of_domain_relative_sigma < 10 * relative.max()
 
 
 def test_versions_are_immutable_and_staging_leaves_nothing(tiny_run, tiny_repository):
