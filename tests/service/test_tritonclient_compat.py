@@ -34,7 +34,6 @@ ROWS = 8
 @pytest.fixture(scope="module")
 def repo(tiny_repository, tmp_path_factory):
     """A copy of the tiny repository (the tests load and unload) plus a toy model with per-member outputs."""
-    pytest.importorskip("onnx")
     copy = tmp_path_factory.mktemp("compat") / "repository"
     shutil.copytree(tiny_repository, copy)
     write_toy_model(copy)
