@@ -58,7 +58,7 @@ class TrainingConfig(BaseModel):
 class TrainedSurrogate:
     config: TrainingConfig
     model: Surrogate
-    test: object  # the held-out dataset (AmplitudeDataset or CalorimeterDataset)
+    test: data.Dataset  # the held-out split
     history: FitHistory
     calibration: CalibrationReport
     uncalibrated: CalibrationReport
@@ -89,7 +89,10 @@ def build_surrogate(config: TrainingConfig, inputs: np.ndarray, trained: bool = 
 
 
 def train_surrogate(
-    config: TrainingConfig, dataset=None, show_progress: bool = True, checkpoint: Path | None = None
+    config: TrainingConfig,
+    dataset: data.Dataset | None = None,
+    show_progress: bool = True,
+    checkpoint: Path | None = None,
 ) -> TrainedSurrogate:
     """Fit a surrogate on `dataset` (generated from the config when None) and measure its calibration.
 
