@@ -36,17 +36,10 @@ def _dims(spec: TensorSpec) -> tuple[list[int], list[int] | None]:
     return (dims, None) if dims else ([1], [])
 
 
-def _model_input(spec: TensorSpec) -> mc.ModelInput:
+def _config_tensor(message_type: type, spec: TensorSpec):
+    """A ModelInput or ModelOutput (same fields) for one card tensor."""
     dims, reshape = _dims(spec)
-    tensor = mc.ModelInput(name=spec.name, data_type=DATATYPE_TO_CONFIG[spec.datatype], dims=dims)
-    if reshape is not None:
-        tensor.reshape.SetInParent()
-    return tensor
-
-
-def _model_output(spec: TensorSpec) -> mc.ModelOutput:
-    dims, reshape = _dims(spec)
-    tensor = mc.ModelOutput(name=spec.name, data_type=DATATYPE_TO_CONFIG[spec.datatype], dims=dims)
+    tensor = message_type(name=spec.name, data_type=DATATYPE_TO_CONFIG[spec.datatype], dims=dims)
     if reshape is not None:
         tensor.reshape.SetInParent()
     return tensor
@@ -68,8 +61,8 @@ def encode_model_config(config: ModelConfiguration) -> mc.ModelConfig:
         backend=config.backend,
         version_policy=_version_policy(config.version_policy),
         max_batch_size=min(batching.max_batch_size, INT32_MAX),
-        input=[_model_input(s) for s in config.inputs],
-        output=[_model_output(s) for s in config.outputs],
+        input=[_config_tensor(mc.ModelInput, s) for s in config.inputs],
+        output=[_config_tensor(mc.ModelOutput, s) for s in config.outputs],
         default_model_filename=config.model_filename,
     )
     if batching.enabled:

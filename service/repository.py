@@ -457,7 +457,7 @@ class ModelRepository:
             return record  # unchanged since the last scan: neither reload a good one nor retry a bad one
         try:
             model = self._load_version(name, version, folder)
-        except Exception as exc:  # noqa: BLE001 - any broken version is recorded, never fatal
+        except Exception as exc:  # any broken version is recorded, never fatal
             reason = f"{type(exc).__name__}: {exc}"
             log.error("model %s version %d failed to load: %s", name, version, reason)
             failed.append((name, version, reason))

@@ -369,12 +369,6 @@ def server(tiny_repository):
 
 
 @pytest.fixture(scope="module")
-def stub(server):
-    with grpc.insecure_channel(server.address) as channel:
-        yield pb_grpc.GRPCInferenceServiceStub(channel)
-
-
-@pytest.fixture(scope="module")
 def momenta(tiny_run):
     return np.ascontiguousarray(tiny_run.test.momenta)
 

@@ -13,9 +13,9 @@ from service.card import MODEL_FILENAME
 from service.client import InferenceClient
 from service.config import ServerSettings
 from service.protocol import grpc_service_pb2 as pb
-from service.protocol import grpc_service_pb2_grpc as pb_grpc
 from service.server import BackgroundServer
 from tests.conftest import TINY_MODEL
+from tests.service.serving import infer_request
 
 pytestmark = pytest.mark.slow
 
@@ -27,21 +27,8 @@ def server(tiny_repository):
 
 
 @pytest.fixture(scope="module")
-def stub(server):
-    with grpc.insecure_channel(server.address) as channel:
-        yield pb_grpc.GRPCInferenceServiceStub(channel)
-
-
-@pytest.fixture(scope="module")
 def momenta(tiny_run):
     return np.ascontiguousarray(tiny_run.test.momenta[:32])
-
-
-def _infer_request(momenta: np.ndarray, **fields) -> pb.ModelInferRequest:
-    request = pb.ModelInferRequest(**{"model_name": TINY_MODEL, **fields})
-    request.inputs.add(name="momenta", datatype="FP64", shape=momenta.shape)
-    request.raw_input_contents.append(momenta.tobytes())
-    return request
 
 
 def test_health_and_metadata(stub, server):
@@ -79,13 +66,13 @@ def test_typed_contents_and_output_selection(stub, momenta):
     response = stub.ModelInfer(request)
     assert response.id == "typed-1"
     assert [o.name for o in response.outputs] == ["sigma_syst"]
-    raw = stub.ModelInfer(_infer_request(momenta))
+    raw = stub.ModelInfer(infer_request(momenta))
     index = [o.name for o in raw.outputs].index("sigma_syst")
     assert response.raw_output_contents[0] == raw.raw_output_contents[index]
 
 
 def _bad_requests(momenta):
-    wrong_name = _infer_request(momenta)
+    wrong_name = infer_request(momenta)
     wrong_name.inputs[0].name = "p"
     wrong_shape = pb.ModelInferRequest(model_name=TINY_MODEL)
     wrong_shape.inputs.add(name="momenta", datatype="FP64", shape=[32, 5, 4])
@@ -96,18 +83,18 @@ def _bad_requests(momenta):
     wrong_type = pb.ModelInferRequest(model_name=TINY_MODEL)
     wrong_type.inputs.add(name="momenta", datatype="FP32", shape=momenta.shape)
     wrong_type.raw_input_contents.append(momenta.astype(np.float32).tobytes())
-    short_raw = _infer_request(momenta)
+    short_raw = infer_request(momenta)
     short_raw.raw_input_contents[0] = short_raw.raw_input_contents[0][:-1]
-    extra_input = _infer_request(momenta)
+    extra_input = infer_request(momenta)
     extra_input.inputs.add(name="energy", datatype="FP64", shape=[32])
     extra_input.raw_input_contents.append(np.zeros(32).tobytes())
-    nan_input = _infer_request(np.where(np.arange(momenta.size).reshape(momenta.shape) == 5, np.nan, momenta))
-    empty = _infer_request(np.zeros((0, 4, 4)))
-    unknown_output = _infer_request(momenta)
+    nan_input = infer_request(np.where(np.arange(momenta.size).reshape(momenta.shape) == 5, np.nan, momenta))
+    empty = infer_request(np.zeros((0, 4, 4)))
+    unknown_output = infer_request(momenta)
     unknown_output.outputs.add(name="sigma_model")
     return {
-        "unknown model": (_infer_request(momenta, model_name="gg_qq"), grpc.StatusCode.NOT_FOUND, "unknown model"),
-        "unknown version": (_infer_request(momenta, model_version="9"), grpc.StatusCode.NOT_FOUND, "version '9'"),
+        "unknown model": (infer_request(momenta, model_name="gg_qq"), grpc.StatusCode.NOT_FOUND, "unknown model"),
+        "unknown version": (infer_request(momenta, model_version="9"), grpc.StatusCode.NOT_FOUND, "version '9'"),
         "wrong input name": (wrong_name, grpc.StatusCode.INVALID_ARGUMENT, "expects inputs ['momenta']"),
         "wrong shape": (wrong_shape, grpc.StatusCode.INVALID_ARGUMENT, "expects shape [-1, 4, 4], got [32, 5, 4]"),
         "wrong rank": (wrong_rank, grpc.StatusCode.INVALID_ARGUMENT, "expects shape [-1, 4, 4], got [3, 4]"),
@@ -142,7 +129,7 @@ def test_bad_requests_get_a_clear_status_and_the_server_keeps_serving(stub, mome
         stub.ModelInfer(request)
     assert error.value.code() == code
     assert message in error.value.details()
-    good = stub.ModelInfer(_infer_request(momenta))
+    good = stub.ModelInfer(infer_request(momenta))
     assert len(good.raw_output_contents) == 4
 
 
