@@ -29,6 +29,7 @@ from training.fit import FitConfig  # noqa: E402
 from training.physics.phase_space import pair_invariants  # noqa: E402
 from training.pipeline import SPLIT_FRACTIONS, TrainingConfig, predict, train_surrogate  # noqa: E402
 from training.report import write_calibration_report, write_noise_study, write_scaling_study  # noqa: E402
+from training.runs import save_run  # noqa: E402
 
 METHODS = ("deep_ensemble", "repulsive_ensemble", "bayesian")
 PROCESSES = ("gg_ggg", "gg_gggg", "calorimeter")
@@ -79,11 +80,14 @@ def _phase_space_variable(test) -> tuple[np.ndarray | None, str]:
     return sij.min(axis=1) / sij[:, 0], "min s_ij / s"
 
 
-def run_entry(name: str, config: TrainingConfig, out: Path, known_spread=None) -> Row:
-    """Train, report, and check one configuration. `known_spread(test, mean)` gives the true sigma per point."""
+def run_entry(name: str, config: TrainingConfig, out: Path, known_spread=None, save: bool = False) -> Row:
+    """Train, report, and check one configuration. `known_spread(test, mean)` gives the true sigma per point;
+    `save` keeps the run under `out/name/run` for `calsurr export` (the serving benchmark's model)."""
     started = time.perf_counter()
     run = train_surrogate(config, show_progress=True)
     seconds = time.perf_counter() - started
+    if save:
+        save_run(run, out / name / "run")
     test = run.test
     mean, sigma_stat, sigma_syst, _ = predict(run.model, test.inputs)
     variable, label = _phase_space_variable(test)
@@ -221,13 +225,14 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "science")
     parser.add_argument("--quick", action="store_true", help="tiny budgets: checks the harness, not the science")
     parser.add_argument("--only", action="append", help="entry names (e.g. gg_ggg_bayesian), 'noise' or 'scaling'")
+    parser.add_argument("--save-runs", action="store_true", help="keep each entry's run for `calsurr export`")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     wanted = set(args.only or [])
     rows: list[Row] = []
     for name, (config, spread) in process_entries(args.quick).items():
         if not wanted or name in wanted:
-            rows.append(run_entry(name, config, args.out, spread))
+            rows.append(run_entry(name, config, args.out, spread, args.save_runs))
     if not wanted or "noise" in wanted:
         rows += noise_study(args.out, args.quick)
     if not wanted or "scaling" in wanted:

@@ -400,13 +400,15 @@ async def _drive(
             await triton.close()
 
 
-def _calsurr_command(repo: Path, port: int, threads: int, providers: list[str], batching: bool) -> list[str]:
-    """`calsurr serve` with this interpreter, on its own gRPC and metrics ports."""
+def _calsurr_command(
+    repo: Path, port: int, threads: int, providers: list[str], batching: bool, extra: tuple[str, ...] = ()
+) -> list[str]:
+    """`calsurr serve` with this interpreter, on its own gRPC and metrics ports; `extra`: more options."""
     command = [sys.executable, "-c", "from calsurr.cli import main; main()", "serve", "--repo", str(repo)]
     command += ["--port", str(port)]
     command += ["--metrics-port", str(_free_port()), "--threads", str(threads), "--log-level", "warning"]
     command += [arg for p in providers for arg in ("--provider", p)]
-    return [*command, "--batching" if batching else "--no-batching"]
+    return [*command, "--batching" if batching else "--no-batching", *extra]
 
 
 def run_calsurr(
@@ -418,6 +420,7 @@ def run_calsurr(
     threads: int,
     providers: list[str],
     wanted: set[str],
+    extra: tuple[str, ...] = (),
 ) -> None:
     """One server with batching for unary, stream and tritonclient; a second without, for unary."""
     for batching, all_systems in (
@@ -428,7 +431,7 @@ def run_calsurr(
         if not systems:
             continue
         port = _free_port()
-        command = _calsurr_command(repo, port, threads, providers, batching)
+        command = _calsurr_command(repo, port, threads, providers, batching, extra)
         log = workdir / f"calsurr-{'batching' if batching else 'nobatch'}.log"
         with ServerProcess(command, port, card.name, log, env={"PYTHONPATH": str(ROOT)}) as server:
             report.servers["calsurr" if batching else "calsurr_nobatch"] = {"loaded_rss_mb": server.loaded_rss_mb}
@@ -723,6 +726,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--batch", type=int, action="append", help="batch sizes (repeat) [default: the grid]")
     parser.add_argument("--concurrency", type=int, action="append", help="concurrencies (repeat)")
     parser.add_argument("--only", action="append", choices=ALL_SYSTEMS, help="systems to run (repeat) [all]")
+    parser.add_argument(
+        "--serve-arg", action="append", default=[], help="extra `calsurr serve` option, e.g. --serve-arg=--spinning"
+    )
     return parser.parse_args(argv)
 
 
@@ -771,6 +777,7 @@ def main(argv: list[str] | None = None) -> int:
                 "device": args.device,
                 "providers": providers,
                 "threads": args.threads,
+                "serve_args": args.serve_arg,
                 "cell_seconds": grid.seconds,
                 "batches": grid.batches,
                 "concurrencies": grid.concurrencies,
@@ -784,7 +791,8 @@ def main(argv: list[str] | None = None) -> int:
             run_limit(model_dir, card, options, grid, report)
         calsurr_systems = systems & {"calsurr_unary", "calsurr_stream", "calsurr_triton", "calsurr_nobatch"}
         if calsurr_systems:
-            run_calsurr(repo, card, grid, report, workdir, args.threads, providers, calsurr_systems)
+            serve_args = tuple(args.serve_arg)
+            run_calsurr(repo, card, grid, report, workdir, args.threads, providers, calsurr_systems, serve_args)
         if "mlserver" in systems:
             try:
                 run_mlserver(model_dir, card, grid, report, workdir, args.threads, providers)

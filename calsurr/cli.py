@@ -5,7 +5,6 @@ Training commands import torch lazily, so `calsurr serve` runs from the base ins
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -53,6 +52,18 @@ def serve(
         int | None,
         typer.Option(help="onnxruntime threads per session; 0 automatic (env CALSURR_INTRA_OP_THREADS; default 0)"),
     ] = None,
+    spinning: Annotated[
+        bool | None,
+        typer.Option(
+            "--spinning/--no-spinning",
+            help="onnxruntime threads spin between runs; only where its cores are its own (env CALSURR_SPINNING; "
+            "default off)",
+        ),
+    ] = None,
+    event_loop: Annotated[
+        str | None,
+        typer.Option(help="uvloop or asyncio (env CALSURR_EVENT_LOOP; default uvloop)"),
+    ] = None,
     instances: Annotated[
         int | None,
         typer.Option(help="onnxruntime runs of one model at once (env CALSURR_INSTANCES; default 1)"),
@@ -69,6 +80,13 @@ def serve(
         typer.Option(
             help="most rows in one run; larger requests get INVALID_ARGUMENT (env CALSURR_MAX_BATCH_SIZE; "
             "default 65536)"
+        ),
+    ] = None,
+    preferred_batch_size: Annotated[
+        int | None,
+        typer.Option(
+            help="rows the batcher merges into one run at most; a larger lone request still runs "
+            "(env CALSURR_PREFERRED_BATCH_SIZE; default 4096)"
         ),
     ] = None,
     max_queue_delay_us: Annotated[
@@ -133,7 +151,7 @@ def serve(
 
     from service.config import ConfigFileError, ServerSettings, describe_errors
     from service.logs import configure_logging
-    from service.server import serve_forever
+    from service.server import run_server
 
     given = {
         "repo": repo,
@@ -141,9 +159,12 @@ def serve(
         "port": port,
         "providers": tuple(provider) if provider else None,
         "intra_op_threads": threads,
+        "spinning": spinning,
+        "event_loop": event_loop,
         "instances": instances,
         "batching": batching,
         "max_batch_size": max_batch_size,
+        "preferred_batch_size": preferred_batch_size,
         "max_queue_delay_us": max_queue_delay_us,
         "max_queue_size": max_queue_size,
         "metrics": metrics,
@@ -163,7 +184,7 @@ def serve(
         raise typer.BadParameter(describe_errors(exc)) from None
     configure_logging(settings.log_level, settings.log_format)
     try:
-        asyncio.run(serve_forever(settings))
+        run_server(settings)
     except OSError as exc:  # a port taken, a repository gone: say so in one line, in the log format asked for
         logging.getLogger("calsurr").error("serve failed: %s", exc)
         raise typer.Exit(1) from None

@@ -2,9 +2,12 @@
 
 Why: a generator grid sends many small requests, and one run of N rows costs far less than N runs of one.
 How, without costing latency when the server is quiet: an idle runner takes a lone request at once; while
-it computes, requests queue up, and the next run takes everything queued (FIFO, up to `max_batch_size`
-rows). `max_queue_delay_us` > 0 additionally holds a batch open that long, counted from its oldest
-request, for more company; it adds that latency to a lone request, so the default is 0.
+it computes, requests queue up, and the next run takes what is queued (FIFO) up to `preferred_batch_size`
+rows. Past a few thousand rows a larger run is no faster per row, only larger in memory: onnxruntime's
+intermediate tensors grow with the rows (members x hidden x 8 bytes a row and a layer), so merging 64
+requests of 4096 rows would take gigabytes for nothing; a lone request above it still runs, as one run.
+`max_queue_delay_us` > 0 additionally holds a batch open that long, counted from its oldest request, for
+more company; it adds that latency to a lone request, so the default is 0.
 
 The queue is bounded (`max_queue_size` requests, each at most `max_batch_size` rows): a full queue answers
 RESOURCE_EXHAUSTED at once, so memory stays bounded and a client can back off. A request whose deadline
@@ -42,6 +45,7 @@ from service.metrics import ModelMetrics
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_BATCH_SIZE = 65_536  # rows: 8 MiB of gg -> gg momenta in FP64, well inside a 64 MiB message
+DEFAULT_PREFERRED_BATCH_SIZE = 4_096  # rows merged into one run at most (bench/serving.py: flat beyond)
 DEFAULT_MAX_QUEUE_SIZE = 1_024  # requests per model: one outstanding request each from a large grid
 MAX_QUEUE_DELAY_US = 1_000_000  # a batch held open longer than a second is a configuration mistake
 MICROSECONDS = 1e-6
@@ -66,6 +70,7 @@ class Runner(Protocol):
 class BatchingPolicy:
     enabled: bool = True
     max_batch_size: int = DEFAULT_MAX_BATCH_SIZE
+    preferred_batch_size: int = DEFAULT_PREFERRED_BATCH_SIZE
     max_queue_delay_us: int = 0
     max_queue_size: int = DEFAULT_MAX_QUEUE_SIZE
     instances: int = 1
@@ -104,6 +109,7 @@ class DynamicBatcher:
         self._closing = False
         self._runs_lock = threading.Lock()
         self.runs = 0  # onnxruntime runs so far, batches and lone requests alike
+        self._merge_rows = min(policy.preferred_batch_size, policy.max_batch_size)
 
     @property
     def depth(self) -> int:
@@ -218,7 +224,7 @@ class DynamicBatcher:
         if batch and delay > 0 and self.policy.enabled:
             close_at = batch[0].enqueued + delay
             # Wait while nothing queued is left behind for lack of room and the window is open.
-            while not self._queue and rows < self.policy.max_batch_size and (left := close_at - time.monotonic()) > 0:
+            while not self._queue and rows < self._merge_rows and (left := close_at - time.monotonic()) > 0:
                 self._wake.clear()
                 try:
                     await asyncio.wait_for(self._wake.wait(), left)
@@ -239,7 +245,7 @@ class DynamicBatcher:
                 self._queue.popleft()
                 self._drop(head, now)
                 continue
-            if batch and (not self.policy.enabled or rows + head.rows > self.policy.max_batch_size):
+            if batch and (not self.policy.enabled or rows + head.rows > self._merge_rows):
                 break
             self._queue.popleft()
             batch.append(head)

@@ -21,7 +21,13 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
-from service.batcher import DEFAULT_MAX_BATCH_SIZE, DEFAULT_MAX_QUEUE_SIZE, MAX_QUEUE_DELAY_US, BatchingPolicy
+from service.batcher import (
+    DEFAULT_MAX_BATCH_SIZE,
+    DEFAULT_MAX_QUEUE_SIZE,
+    DEFAULT_PREFERRED_BATCH_SIZE,
+    MAX_QUEUE_DELAY_US,
+    BatchingPolicy,
+)
 from service.repository import RepositoryPolicy
 from service.runtime import PREFERRED_PROVIDERS, RuntimeOptions
 
@@ -49,12 +55,25 @@ class ServerSettings(BaseSettings):
         default=PREFERRED_PROVIDERS, description="onnxruntime execution providers, in order of preference"
     )
     intra_op_threads: int = Field(default=0, ge=0, description="threads per onnxruntime session; 0: automatic")
+    spinning: bool = Field(
+        default=False,
+        description="onnxruntime threads spin between runs: lower latency on cores left to onnxruntime alone, "
+        "slower where the event loop and gRPC share them",
+    )
+    event_loop: Literal["uvloop", "asyncio"] = Field(
+        default="uvloop", description="event loop of the server: uvloop (libuv, less CPU per request) or asyncio"
+    )
     instances: int = Field(
         default=1, ge=1, le=MAX_INSTANCES, description="onnxruntime runs of one model that may go on at once"
     )
     batching: bool = Field(default=True, description="merge concurrent requests into one run; off for benchmarks")
     max_batch_size: int = Field(
         default=DEFAULT_MAX_BATCH_SIZE, ge=1, description="most rows in one run; larger requests are refused"
+    )
+    preferred_batch_size: int = Field(
+        default=DEFAULT_PREFERRED_BATCH_SIZE,
+        ge=1,
+        description="rows the batcher merges into one run at most; larger runs cost memory, not time per row",
     )
     max_queue_delay_us: int = Field(
         default=0,
@@ -112,12 +131,13 @@ class ServerSettings(BaseSettings):
             return cls(**overrides)
 
     def runtime_options(self) -> RuntimeOptions:
-        return RuntimeOptions(providers=self.providers, intra_op_threads=self.intra_op_threads)
+        return RuntimeOptions(providers=self.providers, intra_op_threads=self.intra_op_threads, spinning=self.spinning)
 
     def batching_policy(self) -> BatchingPolicy:
         return BatchingPolicy(
             enabled=self.batching,
             max_batch_size=self.max_batch_size,
+            preferred_batch_size=self.preferred_batch_size,
             max_queue_delay_us=self.max_queue_delay_us,
             max_queue_size=self.max_queue_size,
             instances=self.instances,

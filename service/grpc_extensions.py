@@ -67,6 +67,7 @@ def encode_model_config(config: ModelConfiguration) -> mc.ModelConfig:
     )
     if batching.enabled:
         message.dynamic_batching.max_queue_delay_microseconds = batching.max_queue_delay_us
+        message.dynamic_batching.preferred_batch_size.append(min(batching.preferred_batch_size, INT32_MAX))
         queue = message.dynamic_batching.default_queue_policy
         queue.max_queue_size = batching.max_queue_size
         queue.allow_timeout_override = True  # the request parameter `timeout`

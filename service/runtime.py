@@ -31,6 +31,10 @@ class RuntimeOptions:
     providers: tuple[str, ...] = PREFERRED_PROVIDERS
     intra_op_threads: int = 0  # 0: onnxruntime decides (one per physical core)
     inter_op_threads: int = 1
+    # onnxruntime's pool threads spin for a while after each run, waiting for the next. On a host whose cores
+    # the event loop and gRPC also need, that spinning takes the CPU they would answer requests with; on
+    # cores left to onnxruntime alone it saves a wake-up (microseconds) per run.
+    spinning: bool = False
 
 
 def available_providers(preferred: tuple[str, ...]) -> list[str]:
@@ -48,6 +52,9 @@ class OnnxModel:
         session_options = ort.SessionOptions()
         session_options.intra_op_num_threads = options.intra_op_threads
         session_options.inter_op_num_threads = options.inter_op_threads
+        spin = "1" if options.spinning else "0"
+        session_options.add_session_config_entry("session.intra_op.allow_spinning", spin)
+        session_options.add_session_config_entry("session.inter_op.allow_spinning", spin)
         self.card = card
         self.session = ort.InferenceSession(
             str(model_path), sess_options=session_options, providers=available_providers(options.providers)

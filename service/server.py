@@ -138,6 +138,21 @@ async def _start_grpc(settings: ServerSettings, dataplane: DataPlane) -> tuple[g
     return server, port
 
 
+def new_event_loop(kind: str = "uvloop") -> asyncio.AbstractEventLoop:
+    """A fresh event loop: uvloop's (libuv, a fraction of asyncio's CPU per request) or asyncio's own."""
+    if kind == "uvloop":
+        import uvloop
+
+        return uvloop.new_event_loop()
+    return asyncio.new_event_loop()
+
+
+def run_server(settings: ServerSettings) -> None:
+    """`serve_forever` on the event loop the settings name, until SIGTERM or SIGINT."""
+    with asyncio.Runner(loop_factory=lambda: new_event_loop(settings.event_loop)) as runner:
+        runner.run(serve_forever(settings))
+
+
 async def serve_forever(settings: ServerSettings) -> None:
     """Serve until SIGTERM or SIGINT, then stop accepting and finish accepted requests within the grace."""
     running = await start_server(settings)
@@ -164,7 +179,7 @@ class BackgroundServer:
     def __init__(self, settings: ServerSettings, start_timeout: float = 30.0):
         self.settings = settings
         self.start_timeout = start_timeout
-        self._loop = asyncio.new_event_loop()
+        self._loop = new_event_loop(settings.event_loop)
         self._running: RunningServer | None = None
         self._thread = threading.Thread(target=self._loop.run_forever, name="calsurr-server", daemon=True)
 

@@ -48,3 +48,22 @@ def test_cuda_on_a_cpu_only_machine_stops_cleanly(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     assert "CUDA unavailable" in result.stdout
     assert not (tmp_path / "results.json").exists()
+
+
+def test_profile_table_counts_self_and_inclusive_samples_per_function(tmp_path):
+    sys.path.insert(0, str(ROOT / "bench"))
+    from profile_server import top_functions
+
+    collapsed = tmp_path / "profile.txt"
+    collapsed.write_text(
+        "main (a/x.py:3);infer (b/dataplane.py:10);run (c/runtime.py:5) 6\n"
+        "main (a/x.py:4);infer (b/dataplane.py:12) 3\n"
+        "worker (d/thread.py:9);run (c/runtime.py:7) 1\n"
+    )
+    total, rows = top_functions(collapsed)
+    table = {name: (own, inclusive) for name, own, inclusive in rows}
+    assert total == 10
+    assert table["run (runtime.py)"] == (7, 7)  # two lines of one function, two threads
+    assert table["infer (dataplane.py)"] == (3, 9)
+    assert table["main (x.py)"] == (0, 9) and table["worker (thread.py)"] == (0, 1)
+    assert [name for name, _, _ in rows][:2] == ["run (runtime.py)", "infer (dataplane.py)"]

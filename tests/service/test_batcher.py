@@ -157,6 +157,23 @@ def test_a_merged_run_holds_at_most_max_batch_size_rows_in_arrival_order():
     assert asyncio.run(scenario()).runs == [1, 6, 7, 2]  # 3+3 (a third 3 would make 9), 3+4, 2
 
 
+def test_merging_stops_at_the_preferred_batch_size_while_a_larger_lone_request_still_runs():
+    async def scenario():
+        model, batcher, _ = make(BatchingPolicy(max_batch_size=64, preferred_batch_size=8))
+        first = await hold_a_run(model, batcher)
+        tasks = [asyncio.create_task(batcher.submit(rows(n, seed=n))) for n in (5, 3, 2, 20, 4, 4, 1)]
+        await until(lambda: batcher.depth == 7, "requests to queue")
+        model.gate.set()
+        answers = await asyncio.gather(first, *tasks)
+        await batcher.close()
+        return model, answers
+
+    model, answers = asyncio.run(scenario())
+    # 5+3 reaches 8; 2 alone, since 20 would pass 8; 20 alone (above 8 but within max_batch_size); 4+4; 1
+    assert model.runs == [1, 8, 2, 20, 8, 1]
+    assert [len(a["mean"]) for a in answers] == [1, 5, 3, 2, 20, 4, 4, 1]
+
+
 def test_a_request_above_max_batch_size_is_refused_naming_the_limit():
     async def scenario():
         model, batcher, _ = make(BatchingPolicy(max_batch_size=8))

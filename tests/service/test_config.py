@@ -51,6 +51,7 @@ def test_defaults(tmp_path):
     assert (settings.port, settings.metrics_port, settings.metrics) == (8001, 8002, True)
     assert settings.batching and settings.max_queue_delay_us == 0 and settings.instances == 1
     assert (settings.log_level, settings.log_format) == ("info", "text")
+    assert settings.event_loop == "uvloop" and not settings.spinning and settings.preferred_batch_size == 4096
 
 
 def test_a_yaml_file_sets_what_it_names_and_defaults_fill_the_rest(tmp_path):
@@ -63,6 +64,9 @@ def test_a_yaml_file_sets_what_it_names_and_defaults_fill_the_rest(tmp_path):
             "providers": ["CPUExecutionProvider"],
             "instances": 2,
             "log_format": "json",
+            "preferred_batch_size": 512,
+            "spinning": True,
+            "event_loop": "asyncio",
         },
     )
     settings = ServerSettings.load(config)
@@ -71,6 +75,8 @@ def test_a_yaml_file_sets_what_it_names_and_defaults_fill_the_rest(tmp_path):
     assert settings.port == 8001
     policy = settings.batching_policy()
     assert (policy.max_batch_size, policy.max_queue_delay_us, policy.instances) == (4096, 250, 2)
+    assert policy.preferred_batch_size == 512
+    assert settings.runtime_options().spinning and settings.event_loop == "asyncio"
 
 
 def test_options_beat_environment_beats_yaml_beats_defaults(tmp_path, monkeypatch):
@@ -92,6 +98,8 @@ def test_options_beat_environment_beats_yaml_beats_defaults(tmp_path, monkeypatc
         ({"log_format": "xml"}, "log_format", "'text' or 'json'"),
         ({"max_queue_delay_us": 5_000_000}, "max_queue_delay_us", "less than or equal to 1000000"),
         ({"batch_size": 8}, "batch_size", "Extra inputs are not permitted"),
+        ({"event_loop": "trio"}, "event_loop", "'uvloop' or 'asyncio'"),
+        ({"preferred_batch_size": 0}, "preferred_batch_size", "greater than or equal to 1"),
     ],
 )
 def test_a_bad_yaml_value_is_refused_naming_the_field(tmp_path, settings, field, complaint):

@@ -242,6 +242,7 @@ def test_model_config_describes_the_model_as_triton_does(server, client, repo):
     assert config.WhichOneof("scheduling_choice") == "dynamic_batching"
     assert config.dynamic_batching.max_queue_delay_microseconds == server.settings.max_queue_delay_us
     assert config.dynamic_batching.default_queue_policy.max_queue_size == server.settings.max_queue_size
+    assert list(config.dynamic_batching.preferred_batch_size) == [server.settings.preferred_batch_size]
     (group,) = config.instance_group
     gpu = model.provider != "CPUExecutionProvider"
     kind = triton_config.ModelInstanceGroup.KIND_GPU if gpu else triton_config.ModelInstanceGroup.KIND_CPU
