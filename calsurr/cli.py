@@ -89,6 +89,13 @@ def serve(
             "(env CALSURR_PREFERRED_BATCH_SIZE; default 4096)"
         ),
     ] = None,
+    inline_max_rows: Annotated[
+        int | None,
+        typer.Option(
+            help="a lone request of at most this many rows runs on the event loop thread; 0 never "
+            "(env CALSURR_INLINE_MAX_ROWS; default 8)"
+        ),
+    ] = None,
     max_queue_delay_us: Annotated[
         int | None,
         typer.Option(
@@ -165,6 +172,7 @@ def serve(
         "batching": batching,
         "max_batch_size": max_batch_size,
         "preferred_batch_size": preferred_batch_size,
+        "inline_max_rows": inline_max_rows,
         "max_queue_delay_us": max_queue_delay_us,
         "max_queue_size": max_queue_size,
         "metrics": metrics,

@@ -17,7 +17,10 @@ client that it sends more than the model is configured for, and one oversized re
 runner; the client splits with the limit the error names.
 
 Runs happen in a thread pool of `instances` threads (onnxruntime releases the GIL, and a session is safe to
-run from several threads), so the event loop keeps accepting requests while a batch computes.
+run from several threads), so the event loop keeps accepting requests while a batch computes. A lone request
+of at most `inline_max_rows` rows runs on the event loop's own thread instead: with nothing queued there is
+nothing to overlap it with, and the two thread hops cost about as much as the run itself (bench/serving.py,
+batch 1 at concurrency 1).
 
 Batching changes results by at most a few units in the last place: onnxruntime's vectorised kernels round a
 row slightly differently at the tail of a batch than in the middle. When every request merged has a multiple
@@ -49,6 +52,7 @@ DEFAULT_PREFERRED_BATCH_SIZE = 4_096  # rows merged into one run at most (bench/
 DEFAULT_MAX_QUEUE_SIZE = 1_024  # requests per model: one outstanding request each from a large grid
 MAX_QUEUE_DELAY_US = 1_000_000  # a batch held open longer than a second is a configuration mistake
 MICROSECONDS = 1e-6
+DEFAULT_INLINE_MAX_ROWS = 8  # a lone request this small runs on the event loop thread, no hop to a runner
 CLOSE_TIMEOUT_SECONDS = 30.0  # longest close() waits for a run in progress before abandoning it
 
 
@@ -74,6 +78,7 @@ class BatchingPolicy:
     max_queue_delay_us: int = 0
     max_queue_size: int = DEFAULT_MAX_QUEUE_SIZE
     instances: int = 1
+    inline_max_rows: int = DEFAULT_INLINE_MAX_ROWS  # 0: every run on a runner thread
 
 
 @dataclass(eq=False)
@@ -201,8 +206,10 @@ class DynamicBatcher:
         started = time.monotonic()
         for item in batch:
             self.metrics.observe_queue(started - item.enqueued)
-        loop = asyncio.get_running_loop()
-        outcomes = await loop.run_in_executor(self._executor, self._execute, batch)
+        if len(batch) == 1 and batch[0].rows <= self.policy.inline_max_rows and not self._queue:
+            outcomes = self._execute(batch)
+        else:
+            outcomes = await asyncio.get_running_loop().run_in_executor(self._executor, self._execute, batch)
         for item, outcome in zip(batch, outcomes):
             if item.future.done():  # cancelled or timed out while it ran
                 continue

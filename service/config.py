@@ -22,6 +22,7 @@ from pydantic_settings import (
 )
 
 from service.batcher import (
+    DEFAULT_INLINE_MAX_ROWS,
     DEFAULT_MAX_BATCH_SIZE,
     DEFAULT_MAX_QUEUE_SIZE,
     DEFAULT_PREFERRED_BATCH_SIZE,
@@ -74,6 +75,12 @@ class ServerSettings(BaseSettings):
         default=DEFAULT_PREFERRED_BATCH_SIZE,
         ge=1,
         description="rows the batcher merges into one run at most; larger runs cost memory, not time per row",
+    )
+    inline_max_rows: int = Field(
+        default=DEFAULT_INLINE_MAX_ROWS,
+        ge=0,
+        description="a lone request of at most this many rows runs on the event loop's thread, sparing two "
+        "thread hops; 0: every run on a runner thread",
     )
     max_queue_delay_us: int = Field(
         default=0,
@@ -141,6 +148,7 @@ class ServerSettings(BaseSettings):
             max_queue_delay_us=self.max_queue_delay_us,
             max_queue_size=self.max_queue_size,
             instances=self.instances,
+            inline_max_rows=self.inline_max_rows,
         )
 
 

@@ -39,10 +39,12 @@ class GatedModel:
         self._lock = threading.Lock()
         self.active = 0
         self.most_active = 0
+        self.threads: list[str] = []  # the thread of each run
 
     def run(self, inputs, outputs=None):
         x = inputs["x"]
         with self._lock:
+            self.threads.append(threading.current_thread().name)
             self.active += 1
             self.most_active = max(self.most_active, self.active)
         self.entered.release()
@@ -78,8 +80,11 @@ def rows(n: int, seed: int) -> dict[str, np.ndarray]:
 
 
 def make(policy: BatchingPolicy | None = None, threshold: float | None = None):
+    """A batcher on a GatedModel; every run on a runner thread (unless the policy says otherwise), since a
+    run held at the gate on the event loop's thread would hold the test too."""
     model, metrics = GatedModel(), ServerMetrics()
-    batcher = DynamicBatcher(model, policy or BatchingPolicy(), metrics.for_model("toy", "1", threshold), name="toy")
+    policy = policy or BatchingPolicy(inline_max_rows=0)
+    batcher = DynamicBatcher(model, policy, metrics.for_model("toy", "1", threshold), name="toy")
     return model, batcher, metrics
 
 
@@ -102,7 +107,7 @@ async def hold_a_run(model: GatedModel, batcher: DynamicBatcher) -> asyncio.Task
 
 def test_a_lone_request_runs_at_once_by_itself():
     async def scenario():
-        model, batcher, _ = make(BatchingPolicy(max_queue_delay_us=0))
+        model, batcher, _ = make(BatchingPolicy(max_queue_delay_us=0, inline_max_rows=0))
         inputs = rows(5, seed=1)
         result = await batcher.submit(inputs)
         await batcher.close()
@@ -145,7 +150,7 @@ def test_requests_queued_while_busy_merge_into_one_run_and_split_back_bit_for_bi
 
 def test_a_merged_run_holds_at_most_max_batch_size_rows_in_arrival_order():
     async def scenario():
-        model, batcher, _ = make(BatchingPolicy(max_batch_size=7))
+        model, batcher, _ = make(BatchingPolicy(max_batch_size=7, inline_max_rows=0))
         first = await hold_a_run(model, batcher)
         tasks = [asyncio.create_task(batcher.submit(rows(n, seed=n))) for n in (3, 3, 3, 4, 2)]
         await until(lambda: batcher.depth == 5, "requests to queue")
@@ -159,7 +164,7 @@ def test_a_merged_run_holds_at_most_max_batch_size_rows_in_arrival_order():
 
 def test_merging_stops_at_the_preferred_batch_size_while_a_larger_lone_request_still_runs():
     async def scenario():
-        model, batcher, _ = make(BatchingPolicy(max_batch_size=64, preferred_batch_size=8))
+        model, batcher, _ = make(BatchingPolicy(max_batch_size=64, preferred_batch_size=8, inline_max_rows=0))
         first = await hold_a_run(model, batcher)
         tasks = [asyncio.create_task(batcher.submit(rows(n, seed=n))) for n in (5, 3, 2, 20, 4, 4, 1)]
         await until(lambda: batcher.depth == 7, "requests to queue")
@@ -174,9 +179,25 @@ def test_merging_stops_at_the_preferred_batch_size_while_a_larger_lone_request_s
     assert [len(a["mean"]) for a in answers] == [1, 5, 3, 2, 20, 4, 4, 1]
 
 
+def test_a_lone_small_request_runs_on_the_event_loop_thread_and_anything_larger_on_a_runner():
+    async def scenario():
+        model, batcher, _ = make(BatchingPolicy(inline_max_rows=8))
+        small = await batcher.submit(rows(8, seed=1))
+        large = await batcher.submit(rows(9, seed=2))
+        await batcher.close()
+        return model, small, large
+
+    model, small, large = asyncio.run(scenario())
+    assert model.threads[0] == threading.current_thread().name  # asyncio.run's loop runs on this thread
+    assert model.threads[1].startswith("calsurr-toy")
+    for answer, seed, n in ((small, 1, 8), (large, 2, 9)):
+        for name, values in expected(rows(n, seed)["x"]).items():
+            np.testing.assert_array_equal(answer[name], values)
+
+
 def test_a_request_above_max_batch_size_is_refused_naming_the_limit():
     async def scenario():
-        model, batcher, _ = make(BatchingPolicy(max_batch_size=8))
+        model, batcher, _ = make(BatchingPolicy(max_batch_size=8, inline_max_rows=0))
         with pytest.raises(InvalidInput, match="9 rows exceeds max_batch_size 8"):
             await batcher.submit(rows(9, seed=0))
         await batcher.submit(rows(8, seed=0))
@@ -188,7 +209,7 @@ def test_a_request_above_max_batch_size_is_refused_naming_the_limit():
 
 def test_a_full_queue_answers_resource_exhausted_at_once_while_the_queued_succeed():
     async def scenario():
-        model, batcher, metrics = make(BatchingPolicy(max_queue_size=2))
+        model, batcher, metrics = make(BatchingPolicy(max_queue_size=2, inline_max_rows=0))
         first = await hold_a_run(model, batcher)
         queued = [asyncio.create_task(batcher.submit(rows(2, seed=i))) for i in range(2)]
         await until(lambda: batcher.depth == 2, "requests to queue")
@@ -264,7 +285,7 @@ def test_a_cancelled_request_leaves_the_queue_and_is_not_computed():
 
 def test_batching_off_runs_every_request_alone():
     async def scenario():
-        model, batcher, _ = make(BatchingPolicy(enabled=False))
+        model, batcher, _ = make(BatchingPolicy(enabled=False, inline_max_rows=0))
         first = await hold_a_run(model, batcher)
         tasks = [asyncio.create_task(batcher.submit(rows(n, seed=n))) for n in (2, 3, 4)]
         await until(lambda: batcher.depth == 3, "requests to queue")
@@ -278,7 +299,7 @@ def test_batching_off_runs_every_request_alone():
 
 def test_instances_run_in_parallel_threads():
     async def scenario():
-        model, batcher, _ = make(BatchingPolicy(instances=2))
+        model, batcher, _ = make(BatchingPolicy(instances=2, inline_max_rows=0))
         first = await hold_a_run(model, batcher)
         second = asyncio.create_task(batcher.submit(rows(3, seed=3)))
         await model.wait_entered()  # the idle runner took it at once: two runs inside the model, gate shut
@@ -294,7 +315,8 @@ def test_instances_run_in_parallel_threads():
 def test_max_queue_delay_holds_a_lone_request_for_company():
     async def scenario():
         # A window far longer than any stall of a loaded host, closed early by a full batch.
-        model, batcher, _ = make(BatchingPolicy(max_queue_delay_us=int(WAIT_SECONDS * 1e6), max_batch_size=5))
+        window = int(WAIT_SECONDS * 1e6)
+        model, batcher, _ = make(BatchingPolicy(max_queue_delay_us=window, max_batch_size=5, inline_max_rows=0))
         a = asyncio.create_task(batcher.submit(rows(2, seed=1)))
         await asyncio.sleep(0)  # `a` queues
         await until(lambda: batcher.depth == 0, "the runner to take the lone request")  # and holds it open
@@ -380,6 +402,7 @@ def server(tiny_repository):
         metrics_port=0,
         max_batch_size=SERVED_MAX_BATCH_SIZE,
         max_queue_size=SERVED_QUEUE_SIZE,
+        inline_max_rows=0,  # runs held at a gate must not hold the event loop
     )
     with BackgroundServer(settings) as running:
         yield running
@@ -494,7 +517,9 @@ def test_a_request_above_max_batch_size_gets_invalid_argument_naming_the_limit(s
 
 @pytest.mark.slow
 def test_shutdown_finishes_the_requests_queued_in_the_batcher(tiny_repository, momenta):
-    settings = ServerSettings(repo=tiny_repository, port=0, metrics_port=0, grace_seconds=WAIT_SECONDS)
+    settings = ServerSettings(
+        repo=tiny_repository, port=0, metrics_port=0, grace_seconds=WAIT_SECONDS, inline_max_rows=0
+    )
     server = BackgroundServer(settings).__enter__()
     channel = grpc.insecure_channel(server.address)
     stub = pb_grpc.GRPCInferenceServiceStub(channel)

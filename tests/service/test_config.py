@@ -65,6 +65,7 @@ def test_a_yaml_file_sets_what_it_names_and_defaults_fill_the_rest(tmp_path):
             "instances": 2,
             "log_format": "json",
             "preferred_batch_size": 512,
+            "inline_max_rows": 0,
             "spinning": True,
             "event_loop": "asyncio",
         },
@@ -75,7 +76,7 @@ def test_a_yaml_file_sets_what_it_names_and_defaults_fill_the_rest(tmp_path):
     assert settings.port == 8001
     policy = settings.batching_policy()
     assert (policy.max_batch_size, policy.max_queue_delay_us, policy.instances) == (4096, 250, 2)
-    assert policy.preferred_batch_size == 512
+    assert policy.preferred_batch_size == 512 and policy.inline_max_rows == 0
     assert settings.runtime_options().spinning and settings.event_loop == "asyncio"
 
 

@@ -72,7 +72,8 @@ def momenta(tiny_run) -> np.ndarray:
 
 
 def _settings(repo: Path, **changes) -> ServerSettings:
-    return ServerSettings(repo=repo, port=0, metrics_port=0, **changes)
+    """inline_max_rows=0: runs held at a gate (`gated`) must not hold the event loop."""
+    return ServerSettings(repo=repo, port=0, metrics_port=0, inline_max_rows=0, **changes)
 
 
 def _reference(folder: Path, momenta: np.ndarray) -> dict[str, np.ndarray]:
