@@ -97,7 +97,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--no-batching", action="store_true")
-    parser.add_argument("--native", action="store_true", help="also sample C frames (grpc core, onnxruntime)")
     args = parser.parse_args(argv)
 
     model_dir = args.model.resolve()
@@ -110,8 +109,8 @@ def main(argv: list[str] | None = None) -> int:
         with ServerProcess(command, port, card.name, log, env={"PYTHONPATH": str(ROOT)}) as server:
             asyncio.run(_load(server.address, card, args.kind, args.batch, args.concurrency, 1.0))  # warm up
             record = [_py_spy(), "record", "--pid", str(server.process.pid), "--rate", str(SAMPLING_RATE)]
+            # --nonblocking: sampling never pauses the server (py-spy's --native would, and slows it tenfold)
             record += ["--duration", str(int(args.seconds) + 1), "--nonblocking"]
-            record += ["--native"] if args.native else []
             collapsed, svg = args.out / "profile.txt", args.out / "profile.svg"
             spies = [
                 subprocess.Popen([*record, "--format", "raw", "--output", str(collapsed)], stdout=subprocess.DEVNULL),

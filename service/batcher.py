@@ -18,9 +18,11 @@ runner; the client splits with the limit the error names.
 
 Runs happen in a thread pool of `instances` threads (onnxruntime releases the GIL, and a session is safe to
 run from several threads), so the event loop keeps accepting requests while a batch computes. A lone request
-of at most `inline_max_rows` rows runs on the event loop's own thread instead: with nothing queued there is
-nothing to overlap it with, and the two thread hops cost about as much as the run itself (bench/serving.py,
-batch 1 at concurrency 1).
+of at most `inline_max_rows` rows that finds the model idle (it arrived after a gap at least as long as the
+last run took) runs on the event loop's own thread instead: there is nothing to overlap it with, and the
+two thread hops cost about as much as the run itself (bench/serving.py, batch 1 at concurrency 1). Under
+load requests arrive back to back and go to the runner, so that the loop reads the next ones meanwhile and
+they merge; running them inline would keep each run to one request.
 
 Batching changes results by at most a few units in the last place: onnxruntime's vectorised kernels round a
 row slightly differently at the tail of a batch than in the middle. When every request merged has a multiple
@@ -115,6 +117,8 @@ class DynamicBatcher:
         self._runs_lock = threading.Lock()
         self.runs = 0  # onnxruntime runs so far, batches and lone requests alike
         self._merge_rows = min(policy.preferred_batch_size, policy.max_batch_size)
+        self._last_run_end = -float("inf")  # time.monotonic() when the last run finished
+        self._last_run_seconds = 0.0
 
     @property
     def depth(self) -> int:
@@ -206,10 +210,12 @@ class DynamicBatcher:
         started = time.monotonic()
         for item in batch:
             self.metrics.observe_queue(started - item.enqueued)
-        if len(batch) == 1 and batch[0].rows <= self.policy.inline_max_rows and not self._queue:
+        if self._finds_model_idle(batch):
             outcomes = self._execute(batch)
         else:
             outcomes = await asyncio.get_running_loop().run_in_executor(self._executor, self._execute, batch)
+        self._last_run_end = time.monotonic()
+        self._last_run_seconds = self._last_run_end - started
         for item, outcome in zip(batch, outcomes):
             if item.future.done():  # cancelled or timed out while it ran
                 continue
@@ -217,6 +223,12 @@ class DynamicBatcher:
                 item.future.set_exception(outcome)
             else:
                 item.future.set_result(outcome)
+
+    def _finds_model_idle(self, batch: list[_Pending]) -> bool:
+        """A lone small request, nothing queued behind it, arrived after a gap at least as long as a run."""
+        if len(batch) != 1 or self._queue or batch[0].rows > self.policy.inline_max_rows:
+            return False
+        return batch[0].enqueued - self._last_run_end >= self._last_run_seconds
 
     @staticmethod
     def _fail(batch: list[_Pending], exc: Exception) -> None:

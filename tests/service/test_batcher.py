@@ -179,18 +179,28 @@ def test_merging_stops_at_the_preferred_batch_size_while_a_larger_lone_request_s
     assert [len(a["mean"]) for a in answers] == [1, 5, 3, 2, 20, 4, 4, 1]
 
 
-def test_a_lone_small_request_runs_on_the_event_loop_thread_and_anything_larger_on_a_runner():
+def test_a_small_request_that_finds_the_model_idle_runs_on_the_event_loop_thread_others_on_a_runner():
     async def scenario():
         model, batcher, _ = make(BatchingPolicy(inline_max_rows=8))
-        small = await batcher.submit(rows(8, seed=1))
-        large = await batcher.submit(rows(9, seed=2))
+        answers = [await batcher.submit(rows(8, seed=1))]  # idle model, small: on the loop's thread
+        answers.append(await batcher.submit(rows(9, seed=2)))  # too large: a runner
+        model.gate.clear()
+        first = asyncio.create_task(batcher.submit(rows(9, seed=5)))  # held at the gate, on a runner
+        await model.wait_entered()
+        behind = asyncio.create_task(batcher.submit(rows(1, seed=3)))  # arrives while the model is busy
+        await until(lambda: batcher.depth == 1, "the request to queue")
+        model.gate.set()
+        answers += [await first, await behind]
+        await asyncio.sleep(0.2)  # idle for far longer than the last (one-row) run took
+        answers.append(await batcher.submit(rows(1, seed=4)))
         await batcher.close()
-        return model, small, large
+        return model, answers
 
-    model, small, large = asyncio.run(scenario())
-    assert model.threads[0] == threading.current_thread().name  # asyncio.run's loop runs on this thread
-    assert model.threads[1].startswith("calsurr-toy")
-    for answer, seed, n in ((small, 1, 8), (large, 2, 9)):
+    model, answers = asyncio.run(scenario())
+    loop_thread = threading.current_thread().name  # asyncio.run's loop runs on this thread
+    on_loop = [name == loop_thread for name in model.threads]
+    assert on_loop == [True, False, False, False, True], model.threads
+    for answer, (n, seed) in zip(answers, [(8, 1), (9, 2), (9, 5), (1, 3), (1, 4)]):
         for name, values in expected(rows(n, seed)["x"]).items():
             np.testing.assert_array_equal(answer[name], values)
 
