@@ -97,13 +97,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--no-batching", action="store_true")
+    parser.add_argument(
+        "--serve-arg", action="append", default=[], help="extra `calsurr serve` option, e.g. --serve-arg=--spinning"
+    )
     args = parser.parse_args(argv)
 
     model_dir = args.model.resolve()
     card = ModelCard.read(model_dir / "card.json")
     args.out.mkdir(parents=True, exist_ok=True)
     port = _free_port()
-    command = _calsurr_command(model_dir.parents[1], port, 0, ["CPUExecutionProvider"], not args.no_batching)
+    providers = ["CPUExecutionProvider"]
+    command = _calsurr_command(model_dir.parents[1], port, 0, providers, not args.no_batching, tuple(args.serve_arg))
     with tempfile.TemporaryDirectory(prefix="calsurr-profile-") as tmp:
         log = Path(tmp) / "server.log"
         with ServerProcess(command, port, card.name, log, env={"PYTHONPATH": str(ROOT)}) as server:
@@ -123,7 +127,8 @@ def main(argv: list[str] | None = None) -> int:
     total, rows = top_functions(collapsed)
     lines = [
         f"# Server profile: {args.kind}, batch {args.batch}, concurrency {args.concurrency}, "
-        f"{'no batching' if args.no_batching else 'batching'}; {requests} requests in {args.seconds:g} s "
+        f"{'no batching' if args.no_batching else 'batching'} {' '.join(args.serve_arg)}; "
+        f"{requests} requests in {args.seconds:g} s "
         f"({requests / args.seconds:.0f}/s), {total} samples at {SAMPLING_RATE}/s",
         "",
         "| function | self % | inclusive % |",
