@@ -45,6 +45,22 @@ def test_posterior_draws_are_seeded_distinct_and_centred_on_the_means():
     np.testing.assert_allclose(first.std(0).numpy(), 0.127, rtol=0.2)
 
 
+def test_training_draws_per_example_match_weight_draws_in_distribution():
+    """Local reparameterisation: for one input, drawing each layer's pre-activations is drawing the weights."""
+    bnn = _bnn()
+    with torch.no_grad():
+        for rho in [*bnn.rhos, *bnn.bias_rhos]:
+            rho.fill_(-1.5)  # wide enough that the output spread is far from zero
+    x = torch.tensor([[0.3, -1.2, 0.8]])
+    torch.manual_seed(1)
+    with torch.no_grad():
+        local = bnn(x.expand(20_000, 3))[0]  # (20000, 2): one draw per copy of the input
+        weights = bnn.sample_members(4_000, seed=2)(x)[:, 0]  # (4000, 2): one per weight draw
+    assert local.std(0).min() > 0.05
+    np.testing.assert_allclose(local.mean(0).numpy(), weights.mean(0).numpy(), atol=0.03)
+    np.testing.assert_allclose(local.std(0).numpy(), weights.std(0).numpy(), rtol=0.06)
+
+
 def test_repulsion_pushes_members_apart():
     functions = torch.tensor([[0.0, 0.1, 0.2], [0.05, 0.1, 0.25]], requires_grad=True)
     function_space_repulsion(functions).backward()
