@@ -62,9 +62,10 @@ class VariationalMLP(nn.Module):
     The training loss is the negative ELBO: Gaussian NLL + KL(q || prior) / N_train, its expectation over q
     estimated with the local reparameterisation trick (Kingma, Salimans, Welling, arXiv:1506.02557): each
     layer's pre-activations, Gaussian under q for a given input, are drawn per example instead of one weight
-    draw shared by the batch. Same expectation, far less gradient noise: on gg -> gg the fitted mean is
-    2-3x more precise in fewer seconds. At export the posterior is frozen into K seeded weight draws,
-    `sample_members`, which serve as an ensemble: their spread is sigma_stat, their widths sigma_syst.
+    draw shared by the batch. Same expectation, far less gradient noise, at up to twice the cost per step:
+    gg -> ggg reaches 0.045 % in 250 epochs instead of 0.074 % in 400, with pulls centred. At export the
+    posterior is frozen into K seeded weight draws, `sample_members`, which serve as an ensemble: their
+    spread is sigma_stat, their widths sigma_syst.
     """
 
     members = 1
