@@ -92,7 +92,8 @@ def serve(
     inline_max_rows: Annotated[
         int | None,
         typer.Option(
-            help="a lone request of at most this many rows runs on the event loop thread; 0 never "
+            help="a lone request of at most this many rows that finds the model idle runs on the event loop "
+            "thread; 0 never "
             "(env CALSURR_INLINE_MAX_ROWS; default 8)"
         ),
     ] = None,

@@ -79,8 +79,8 @@ class ServerSettings(BaseSettings):
     inline_max_rows: int = Field(
         default=DEFAULT_INLINE_MAX_ROWS,
         ge=0,
-        description="a lone request of at most this many rows runs on the event loop's thread, sparing two "
-        "thread hops; 0: every run on a runner thread",
+        description="a lone request of at most this many rows that finds the model idle runs on the event "
+        "loop's thread, sparing two thread hops; 0: every run on a runner thread",
     )
     max_queue_delay_us: int = Field(
         default=0,
