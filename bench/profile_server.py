@@ -34,8 +34,8 @@ from serving import (  # noqa: E402
     _unary_call,
 )
 
-from service.card import ModelCard  # noqa: E402
-from service.client import AsyncInferenceClient, RetryPolicy  # noqa: E402
+from calsurr.service.card import ModelCard  # noqa: E402
+from calsurr.service.client import AsyncInferenceClient, RetryPolicy  # noqa: E402
 
 SAMPLING_RATE = 250  # per second: py-spy's own CPU stays small beside the server's
 TOP = 25

@@ -24,12 +24,12 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from training.data import AmplitudeDataset  # noqa: E402
-from training.fit import FitConfig  # noqa: E402
-from training.physics.phase_space import pair_invariants  # noqa: E402
-from training.pipeline import SPLIT_FRACTIONS, TrainingConfig, predict, train_surrogate  # noqa: E402
-from training.report import write_calibration_report, write_noise_study, write_scaling_study  # noqa: E402
-from training.runs import save_run  # noqa: E402
+from calsurr.training.data import AmplitudeDataset  # noqa: E402
+from calsurr.training.fit import FitConfig  # noqa: E402
+from calsurr.training.physics.phase_space import pair_invariants  # noqa: E402
+from calsurr.training.pipeline import SPLIT_FRACTIONS, TrainingConfig, predict, train_surrogate  # noqa: E402
+from calsurr.training.report import write_calibration_report, write_noise_study, write_scaling_study  # noqa: E402
+from calsurr.training.runs import save_run  # noqa: E402
 
 METHODS = ("deep_ensemble", "repulsive_ensemble", "bayesian")
 PROCESSES = ("gg_ggg", "gg_gggg", "calorimeter")

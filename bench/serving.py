@@ -6,7 +6,7 @@
     .venv/bin/python bench/serving.py --device cuda             # CUDA execution provider, where available
 
 Systems, all on the same `model.onnx` with the same onnxruntime threads:
-- `limit`: in-process onnxruntime (service.runtime.OnnxModel), no network, sequential calls;
+- `limit`: in-process onnxruntime (calsurr.service.runtime.OnnxModel), no network, sequential calls;
 - `calsurr_unary`: `calsurr serve` (a subprocess), unary ModelInfer with raw contents via AsyncInferenceClient;
 - `calsurr_stream`: the same server, one bidirectional ModelStreamInfer with `concurrency` requests in flight;
 - `calsurr_triton`: the same server through the unmodified tritonclient (grpc.aio);
@@ -42,9 +42,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from service.card import MODEL_FILENAME, ModelCard  # noqa: E402
-from service.client import AsyncInferenceClient, InferenceClient, RetryPolicy  # noqa: E402
-from service.runtime import OnnxModel, RuntimeOptions  # noqa: E402
+from calsurr.service.card import MODEL_FILENAME, ModelCard  # noqa: E402
+from calsurr.service.client import AsyncInferenceClient, InferenceClient, RetryPolicy  # noqa: E402
+from calsurr.service.runtime import OnnxModel, RuntimeOptions  # noqa: E402
 
 BATCH_SIZES = (1, 16, 256, 4096)
 CONCURRENCIES = (1, 8, 64)
@@ -661,9 +661,9 @@ def build_demo_model(repo: Path, quick: bool) -> Path:
     Quick: a 3-member 2x16 gg -> gg ensemble (seconds). Otherwise the issue's shape: a K = 8, 4x128 gg -> ggg
     deep ensemble (configs/gg_ggg_deep_ensemble.yaml's network, 8 members), trained briefly.
     """
-    from training.export import export_to_repository
-    from training.fit import FitConfig
-    from training.pipeline import TrainingConfig, train_surrogate
+    from calsurr.training.export import export_to_repository
+    from calsurr.training.fit import FitConfig
+    from calsurr.training.pipeline import TrainingConfig, train_surrogate
 
     if quick:
         config = TrainingConfig(

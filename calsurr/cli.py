@@ -14,7 +14,7 @@ import typer
 from calsurr import offline
 
 if TYPE_CHECKING:
-    from training.data import PhaseSpaceDomain
+    from calsurr.training.data import PhaseSpaceDomain
 
 app = typer.Typer(help="Calibrated neural-network surrogates: train, export, serve.", no_args_is_help=True)
 
@@ -157,9 +157,9 @@ def serve(
     """
     from pydantic import ValidationError
 
-    from service.config import ConfigFileError, ServerSettings, describe_errors
-    from service.logs import configure_logging
-    from service.server import run_server
+    from calsurr.service.config import ConfigFileError, ServerSettings, describe_errors
+    from calsurr.service.logs import configure_logging
+    from calsurr.service.server import run_server
 
     given = {
         "repo": repo,
@@ -210,8 +210,8 @@ def demo(
 ) -> None:
     """Train a small gg -> gg deep ensemble, export it, serve it, query it, print predictions."""
     from calsurr.demo import run_demo
-    from training.fit import FitConfig
-    from training.pipeline import TrainingConfig
+    from calsurr.training.fit import FitConfig
+    from calsurr.training.pipeline import TrainingConfig
 
     config = TrainingConfig(
         process="gg_gg", n_events=events, members=members, seed=seed, fit=FitConfig(epochs=epochs, seed=seed)
@@ -223,7 +223,7 @@ def _phase_space_domain(cuts: dict[str, float]) -> PhaseSpaceDomain:
     """The PhaseSpaceDomain of `generate`'s options, a bad value reported under its option's name."""
     from pydantic import ValidationError
 
-    from training.data import PhaseSpaceDomain
+    from calsurr.training.data import PhaseSpaceDomain
 
     try:
         return PhaseSpaceDomain(**cuts)
@@ -254,8 +254,14 @@ def generate(
         TimeRemainingColumn,
     )
 
-    from training.data import CALORIMETER_PROCESS, check_relative_noise, file_format, generate_dataset, write_dataset
-    from training.physics.processes import PROCESSES
+    from calsurr.training.data import (
+        CALORIMETER_PROCESS,
+        check_relative_noise,
+        file_format,
+        generate_dataset,
+        write_dataset,
+    )
+    from calsurr.training.physics.processes import PROCESSES
 
     known = [*PROCESSES, CALORIMETER_PROCESS]
     if process not in known:

@@ -10,13 +10,13 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from service.client import InferenceClient
-from service.config import ServerSettings
-from service.server import BackgroundServer
-from training.calibration import calibration_report, pulls
-from training.export import export_to_repository
-from training.physics.phase_space import pair_invariants
-from training.pipeline import TrainingConfig, train_surrogate
+from calsurr.service.client import InferenceClient
+from calsurr.service.config import ServerSettings
+from calsurr.service.server import BackgroundServer
+from calsurr.training.calibration import calibration_report, pulls
+from calsurr.training.export import export_to_repository
+from calsurr.training.physics.phase_space import pair_invariants
+from calsurr.training.pipeline import TrainingConfig, train_surrogate
 
 MODEL_NAME = "gg_gg"
 

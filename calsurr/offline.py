@@ -16,7 +16,9 @@ console = Console()
 
 def train(
     out: Annotated[Path, typer.Option(help="run folder: surrogate.pt, test.h5, checkpoint.pt")],
-    config: Annotated[Path | None, typer.Option(help="YAML training config (training.pipeline.TrainingConfig)")] = None,
+    config: Annotated[
+        Path | None, typer.Option(help="YAML training config (calsurr.training.pipeline.TrainingConfig)")
+    ] = None,
     data: Annotated[
         Path | None, typer.Option(help="dataset file (.h5/.parquet); generated from the config if absent")
     ] = None,
@@ -25,9 +27,9 @@ def train(
     seed: Annotated[int | None, typer.Option(help="override the config's seed")] = None,
 ) -> None:
     """Train a surrogate by the config's uncertainty method and save the run."""
-    from training.data import read_dataset
-    from training.pipeline import TrainingConfig, train_surrogate
-    from training.runs import save_run
+    from calsurr.training.data import read_dataset
+    from calsurr.training.pipeline import TrainingConfig, train_surrogate
+    from calsurr.training.runs import save_run
 
     settings = TrainingConfig.from_yaml(config) if config else TrainingConfig()
     overrides = {k: v for k, v in {"process": process, "method": method, "seed": seed}.items() if v is not None}
@@ -57,8 +59,8 @@ def export(
     fp32: Annotated[bool, typer.Option(help="float32 inputs and outputs (computed in float64 inside)")] = False,
 ) -> None:
     """Export a trained run to <repo>/<name>/<version>/{model.onnx, card.json}, checked against torch."""
-    from training.export import export_to_repository
-    from training.runs import load_run
+    from calsurr.training.export import export_to_repository
+    from calsurr.training.runs import load_run
 
     datatype = "FP32" if fp32 else "FP64"
     folder = export_to_repository(load_run(run), repo, name, version, with_members=members, io_datatype=datatype)
@@ -72,9 +74,9 @@ def report(
 ) -> None:
     """Calibration report of an exported model on a dataset: JSON summary and plots."""
     from calsurr.predict import in_process_runner, predict_dataset
-    from training.data import AmplitudeDataset, read_dataset
-    from training.physics.phase_space import pair_invariants
-    from training.report import write_calibration_report
+    from calsurr.training.data import AmplitudeDataset, read_dataset
+    from calsurr.training.physics.phase_space import pair_invariants
+    from calsurr.training.report import write_calibration_report
 
     dataset = read_dataset(data)
     runner, card = in_process_runner(model)

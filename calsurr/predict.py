@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from service.card import CARD_FILENAME, MODEL_FILENAME, UNCERTAINTY_OUTPUTS, ModelCard
-from service.client import InferenceClient
-from service.runtime import OnnxModel
-from training.data import Dataset, read_dataset, write_dataset
+from calsurr.service.card import CARD_FILENAME, MODEL_FILENAME, UNCERTAINTY_OUTPUTS, ModelCard
+from calsurr.service.client import InferenceClient
+from calsurr.service.runtime import OnnxModel
+from calsurr.training.data import Dataset, read_dataset, write_dataset
 
 DEFAULT_CHUNK_ROWS = 16_384  # rows per run or request: ~2 MB of gg -> ggg momenta, well under gRPC limits
 

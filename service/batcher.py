@@ -44,8 +44,8 @@ from typing import Protocol
 import grpc
 import numpy as np
 
-from service.errors import CalsurrError, InvalidInput, ModelUnavailable
-from service.metrics import ModelMetrics
+from calsurr.service.errors import CalsurrError, InvalidInput, ModelUnavailable
+from calsurr.service.metrics import ModelMetrics
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +67,7 @@ class DeadlineExceeded(CalsurrError):
 
 
 class Runner(Protocol):
-    """What the batcher runs: `service.runtime.OnnxModel` or, in tests, a stand-in."""
+    """What the batcher runs: `calsurr.service.runtime.OnnxModel` or, in tests, a stand-in."""
 
     def run(self, inputs: dict[str, np.ndarray], outputs: list[str] | None = None) -> dict[str, np.ndarray]: ...
 

@@ -30,13 +30,13 @@ from typing import TypeVar
 import grpc
 import numpy as np
 
-from service.card import ModelCard
-from service.config import DEFAULT_MAX_MESSAGE_BYTES
-from service.grpc_codec import decode_outputs, encode_inputs
-from service.protocol import calsurr_card_pb2 as card_pb
-from service.protocol import calsurr_card_pb2_grpc as card_pb_grpc
-from service.protocol import grpc_service_pb2 as pb
-from service.protocol import grpc_service_pb2_grpc as pb_grpc
+from calsurr.service.card import ModelCard
+from calsurr.service.config import DEFAULT_MAX_MESSAGE_BYTES
+from calsurr.service.grpc_codec import decode_outputs, encode_inputs
+from calsurr.service.protocol import calsurr_card_pb2 as card_pb
+from calsurr.service.protocol import calsurr_card_pb2_grpc as card_pb_grpc
+from calsurr.service.protocol import grpc_service_pb2 as pb
+from calsurr.service.protocol import grpc_service_pb2_grpc as pb_grpc
 
 log = logging.getLogger(__name__)
 

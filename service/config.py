@@ -21,7 +21,7 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
-from service.batcher import (
+from calsurr.service.batcher import (
     DEFAULT_INLINE_MAX_ROWS,
     DEFAULT_MAX_BATCH_SIZE,
     DEFAULT_MAX_QUEUE_SIZE,
@@ -29,8 +29,8 @@ from service.batcher import (
     MAX_QUEUE_DELAY_US,
     BatchingPolicy,
 )
-from service.repository import RepositoryPolicy
-from service.runtime import PREFERRED_PROVIDERS, RuntimeOptions
+from calsurr.service.repository import RepositoryPolicy
+from calsurr.service.runtime import PREFERRED_PROVIDERS, RuntimeOptions
 
 DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024  # 64 MiB: ~800k gg->ggg events of FP64 momenta per request
 DEFAULT_METRICS_PORT = 8002  # Triton's metrics port, so dashboards and scrape configs carry over

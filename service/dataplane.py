@@ -14,16 +14,16 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from service import __version__
-from service.batcher import BatchingPolicy, DynamicBatcher
-from service.card import MODEL_FILENAME, ModelCard, TensorSpec
-from service.errors import CalsurrError, InvalidInput, ModelNotFound, Unimplemented
-from service.logs import REQUEST_ID
-from service.metrics import ServerMetrics
-from service.repository import IndexEntry, ModelRepository, RepositoryChange, VersionPolicy
-from service.request_options import MICROSECONDS, parse_parameters, select_outputs
-from service.runtime import DATATYPE_TO_NUMPY, OnnxModel
-from service.statistics import VersionStatistics
+from calsurr.service import __version__
+from calsurr.service.batcher import BatchingPolicy, DynamicBatcher
+from calsurr.service.card import MODEL_FILENAME, ModelCard, TensorSpec
+from calsurr.service.errors import CalsurrError, InvalidInput, ModelNotFound, Unimplemented
+from calsurr.service.logs import REQUEST_ID
+from calsurr.service.metrics import ServerMetrics
+from calsurr.service.repository import IndexEntry, ModelRepository, RepositoryChange, VersionPolicy
+from calsurr.service.request_options import MICROSECONDS, parse_parameters, select_outputs
+from calsurr.service.runtime import DATATYPE_TO_NUMPY, OnnxModel
+from calsurr.service.statistics import VersionStatistics
 
 log = logging.getLogger(__name__)
 

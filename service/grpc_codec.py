@@ -10,9 +10,9 @@ import math
 
 import numpy as np
 
-from service.errors import InvalidInput
-from service.protocol import grpc_service_pb2 as pb
-from service.runtime import DATATYPE_TO_NUMPY
+from calsurr.service.errors import InvalidInput
+from calsurr.service.protocol import grpc_service_pb2 as pb
+from calsurr.service.runtime import DATATYPE_TO_NUMPY
 
 TYPED_FIELD = {"FP32": "fp32_contents", "FP64": "fp64_contents"}
 NUMPY_TO_DATATYPE = {v: k for k, v in DATATYPE_TO_NUMPY.items()}

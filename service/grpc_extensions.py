@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from service.card import TensorSpec
-from service.dataplane import ModelConfiguration
-from service.protocol import grpc_service_pb2 as pb
-from service.protocol import model_config_pb2 as mc
-from service.repository import IndexEntry, VersionPolicy
-from service.statistics import Duration, VersionStatistics
+from calsurr.service.card import TensorSpec
+from calsurr.service.dataplane import ModelConfiguration
+from calsurr.service.protocol import grpc_service_pb2 as pb
+from calsurr.service.protocol import model_config_pb2 as mc
+from calsurr.service.repository import IndexEntry, VersionPolicy
+from calsurr.service.statistics import Duration, VersionStatistics
 
 DATATYPE_TO_CONFIG = {"FP32": mc.TYPE_FP32, "FP64": mc.TYPE_FP64}
 INT32_MAX = 2**31 - 1  # ModelConfig.max_batch_size is an int32

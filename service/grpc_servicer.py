@@ -12,14 +12,14 @@ from typing import TypeVar
 
 import grpc
 
-from service.dataplane import DataPlane, InferenceResult
-from service.errors import CalsurrError, Unimplemented
-from service.grpc_codec import decode_inputs, encode_response, requested_outputs
-from service.grpc_extensions import decode_parameters, encode_index, encode_model_config, encode_statistics
-from service.protocol import calsurr_card_pb2 as card_pb
-from service.protocol import calsurr_card_pb2_grpc as card_pb_grpc
-from service.protocol import grpc_service_pb2 as pb
-from service.protocol import grpc_service_pb2_grpc as pb_grpc
+from calsurr.service.dataplane import DataPlane, InferenceResult
+from calsurr.service.errors import CalsurrError, Unimplemented
+from calsurr.service.grpc_codec import decode_inputs, encode_response, requested_outputs
+from calsurr.service.grpc_extensions import decode_parameters, encode_index, encode_model_config, encode_statistics
+from calsurr.service.protocol import calsurr_card_pb2 as card_pb
+from calsurr.service.protocol import calsurr_card_pb2_grpc as card_pb_grpc
+from calsurr.service.protocol import grpc_service_pb2 as pb
+from calsurr.service.protocol import grpc_service_pb2_grpc as pb_grpc
 
 log = logging.getLogger(__name__)
 REQUEST_ID_METADATA = "x-request-id"

@@ -1,4 +1,4 @@
-"""Exit 0 when a server answers SERVING on gRPC health checking: `python -m service.healthcheck HOST:PORT`.
+"""Exit 0 when a server answers SERVING on gRPC health checking: `python -m calsurr.service.healthcheck HOST:PORT`.
 
 Used by the container's HEALTHCHECK, which has no grpc_health_probe binary.
 """

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 
 REQUEST_ID: ContextVar[str] = ContextVar("calsurr_request_id", default="")
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
-OWN_LOGGERS = ("service", "calsurr", "training")
+OWN_LOGGERS = ("calsurr",)  # calsurr.service, calsurr.training and the CLI log under it
 # Attributes every LogRecord has; anything else on a record came from `extra=` and is logged as a field.
 _STANDARD_ATTRIBUTES = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
 

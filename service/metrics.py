@@ -17,9 +17,9 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 from prometheus_client.metrics_core import GaugeMetricFamily, HistogramMetricFamily, InfoMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from service import __version__
-from service.repository import ModelRepository
-from service.statistics import StatisticsBook
+from calsurr.service import __version__
+from calsurr.service.repository import ModelRepository
+from calsurr.service.statistics import StatisticsBook
 
 log = logging.getLogger(__name__)
 

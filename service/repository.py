@@ -30,9 +30,9 @@ import grpc
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from service.card import CARD_FILENAME, MODEL_FILENAME, ModelCard
-from service.errors import CalsurrError, ModelNotFound
-from service.runtime import DATATYPE_TO_NUMPY, OnnxModel, RuntimeOptions
+from calsurr.service.card import CARD_FILENAME, MODEL_FILENAME, ModelCard
+from calsurr.service.errors import CalsurrError, ModelNotFound
+from calsurr.service.runtime import DATATYPE_TO_NUMPY, OnnxModel, RuntimeOptions
 
 log = logging.getLogger(__name__)
 

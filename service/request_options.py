@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from service.card import MEMBER_OUTPUTS, ModelCard
-from service.errors import InvalidInput
+from calsurr.service.card import MEMBER_OUTPUTS, ModelCard
+from calsurr.service.errors import InvalidInput
 
 # Inference request parameters understood, with what each takes; any other is refused, naming these.
 KNOWN_PARAMETERS = {

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from service.card import ModelCard, TensorSpec
+from calsurr.service.card import ModelCard, TensorSpec
 
 log = logging.getLogger(__name__)
 

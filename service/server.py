@@ -14,16 +14,16 @@ from google.protobuf import descriptor_pool
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2
 
-from service.config import ServerSettings
-from service.dataplane import DataPlane
-from service.grpc_servicer import InferenceServicer, ModelCardServicer
-from service.metrics import MetricsEndpoint, ServerMetrics
-from service.protocol import calsurr_card_pb2 as card_pb
-from service.protocol import calsurr_card_pb2_grpc as card_pb_grpc
-from service.protocol import grpc_service_pb2 as pb
-from service.protocol import grpc_service_pb2_grpc as pb_grpc
-from service.protocol import model_config_pb2 as model_config_pb
-from service.repository import ModelRepository, RepositoryChange
+from calsurr.service.config import ServerSettings
+from calsurr.service.dataplane import DataPlane
+from calsurr.service.grpc_servicer import InferenceServicer, ModelCardServicer
+from calsurr.service.metrics import MetricsEndpoint, ServerMetrics
+from calsurr.service.protocol import calsurr_card_pb2 as card_pb
+from calsurr.service.protocol import calsurr_card_pb2_grpc as card_pb_grpc
+from calsurr.service.protocol import grpc_service_pb2 as pb
+from calsurr.service.protocol import grpc_service_pb2_grpc as pb_grpc
+from calsurr.service.protocol import model_config_pb2 as model_config_pb
+from calsurr.service.repository import ModelRepository, RepositoryChange
 
 log = logging.getLogger(__name__)
 INFERENCE_SERVICE = pb.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name

@@ -12,8 +12,8 @@ TINY_MODEL = "gg_gg"
 @pytest.fixture(scope="session")
 def tiny_run():
     """A quickly trained 3-member gg -> gg ensemble (seconds); accuracy is beside the point here."""
-    from training.fit import FitConfig
-    from training.pipeline import TrainingConfig, train_surrogate
+    from calsurr.training.fit import FitConfig
+    from calsurr.training.pipeline import TrainingConfig, train_surrogate
 
     config = TrainingConfig(
         process="gg_gg", n_events=2_000, members=3, hidden=16, layers=2, fit=FitConfig(epochs=5, seed=1), seed=1
@@ -24,7 +24,7 @@ def tiny_run():
 @pytest.fixture(scope="session")
 def tiny_repository(tiny_run, tmp_path_factory) -> Path:
     """`<repo>/gg_gg/1/` holding the exported tiny surrogate."""
-    from training.export import export_to_repository
+    from calsurr.training.export import export_to_repository
 
     repo = tmp_path_factory.mktemp("repository")
     export_to_repository(tiny_run, repo, TINY_MODEL, version=1)

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from service.client import InferenceClient
+from calsurr.service.client import InferenceClient
 from tests.conftest import TINY_MODEL
 
 pytestmark = pytest.mark.slow
@@ -54,9 +54,11 @@ def _exec_form(arguments: str) -> list[str]:
 
 def _image(text: str) -> dict:
     """What the image does, read from the Dockerfile."""
-    image: dict = {"copies": [], "env": {}, "run": [], "expose": []}
+    image: dict = {"copies": [], "env": {}, "run": [], "expose": [], "workdirs": []}
     for instruction, arguments in _instructions(text):
-        if instruction == "COPY":
+        if instruction == "WORKDIR":
+            image["workdirs"].append(arguments.strip())
+        elif instruction == "COPY":
             *sources, destination = shlex.split(arguments)
             image["copies"].append((sources, destination))
         elif instruction == "ENV":
@@ -94,15 +96,19 @@ def _build_context(image: dict, workdir: Path) -> None:
 def test_the_image_installs_without_torch_and_its_serve_command_starts(tiny_repository, tiny_run, tmp_path):
     image = _image(DOCKERFILE.read_text())
     assert image["entrypoint"] == ["calsurr", "serve"]
-    assert image["healthcheck"][:3] == ["python", "-m", "service.healthcheck"]
+    assert image["healthcheck"][:3] == ["python", "-m", "calsurr.service.healthcheck"]
     image_port = int(image["env"]["CALSURR_PORT"])
     assert image["healthcheck"][3] == f"127.0.0.1:{image_port}" and image_port in image["expose"]
     install = [command for command in image["run"] if "pip install ." in command]
     assert install, f"the Dockerfile no longer runs `pip install .`: {image['run']}"
     assert "[" not in install[0].split("pip install .", 1)[1].split("&&")[0], "the image installs an extra"
 
-    workdir = tmp_path / "opt-calsurr"
+    # The image builds in one folder and runs in another, where no source tree shadows the installed package.
+    assert len(image["workdirs"]) >= 2 and image["workdirs"][-1] != image["workdirs"][0], image["workdirs"]
+    workdir = tmp_path / "build-context"
     _build_context(image, workdir)
+    rundir = tmp_path / "run"
+    rundir.mkdir()
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
     python, calsurr = venv / "bin" / "python", venv / "bin" / "calsurr"
@@ -135,11 +141,11 @@ def test_the_image_installs_without_torch_and_its_serve_command_starts(tiny_repo
     log = tmp_path / "serve.log"
     with log.open("w") as output:  # a file, not a pipe: nobody reads a pipe while the server runs
         server = subprocess.Popen(
-            [str(calsurr), *image["entrypoint"][1:]], cwd=workdir, env=serve_env, stdout=output, stderr=output
+            [str(calsurr), *image["entrypoint"][1:]], cwd=rundir, env=serve_env, stdout=output, stderr=output
         )
     try:
         give_up = time.monotonic() + START_SECONDS
-        while subprocess.run(healthcheck, cwd=workdir, env=serve_env, timeout=30).returncode != 0:
+        while subprocess.run(healthcheck, cwd=rundir, env=serve_env, timeout=30).returncode != 0:
             assert server.poll() is None, f"`calsurr serve` exited {server.returncode}: {log.read_text()}"
             assert time.monotonic() < give_up, "the image's health check never passed"
             time.sleep(0.25)

@@ -16,10 +16,10 @@ import onnxruntime as ort
 import pytest
 import tritonclient.grpc as triton
 
-from service.card import MODEL_FILENAME
-from service.client import InferenceClient
-from service.protocol import grpc_service_pb2 as pb
-from service.protocol import grpc_service_pb2_grpc as pb_grpc
+from calsurr.service.card import MODEL_FILENAME
+from calsurr.service.client import InferenceClient
+from calsurr.service.protocol import grpc_service_pb2 as pb
+from calsurr.service.protocol import grpc_service_pb2_grpc as pb_grpc
 from tests.conftest import TINY_MODEL
 
 pytestmark = pytest.mark.slow
@@ -97,9 +97,9 @@ def test_sigterm_stops_the_server_cleanly(served):
 
 def test_a_float32_model_serves_float32_through_tritonclient(tiny_run, tmp_path):
     """FP32 in and out, raw and typed contents, against onnxruntime on the same graph."""
-    from service.config import ServerSettings
-    from service.server import BackgroundServer
-    from training.export import export_to_repository
+    from calsurr.service.config import ServerSettings
+    from calsurr.service.server import BackgroundServer
+    from calsurr.training.export import export_to_repository
 
     export_to_repository(tiny_run, tmp_path, "gg_gg_fp32", version=1, io_datatype="FP32")
     momenta = np.ascontiguousarray(tiny_run.test.momenta[:16], dtype=np.float32)

@@ -9,9 +9,9 @@ import pytest
 from typer.testing import CliRunner
 
 from calsurr.cli import app
-from service.config import ServerSettings
-from service.server import BackgroundServer
-from training.data import read_dataset
+from calsurr.service.config import ServerSettings
+from calsurr.service.server import BackgroundServer
+from calsurr.training.data import read_dataset
 
 pytestmark = pytest.mark.slow
 

@@ -1,5 +1,5 @@
 """calsurr's offline half (torch): physics data, surrogate training, calibration and export to ONNX."""
 
-from service import __version__
+from calsurr import __version__
 
 __all__ = ["__version__"]

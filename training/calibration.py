@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from service.card import CalibrationReport
+from calsurr.service.card import CalibrationReport
 
 Z_68 = 1.0  # half-width of the central 68.27 % interval of a unit Gaussian
 Z_95 = 1.959964  # half-width of the central 95 % interval of a unit Gaussian

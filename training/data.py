@@ -37,10 +37,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from training import __version__
-from training.physics.calorimeter import FEATURE_NAMES, CalorimeterConfig, simulate_clusters
-from training.physics.phase_space import pair_invariants, sample_cut_phase_space
-from training.physics.processes import PROCESSES, get_process
+from calsurr.training import __version__
+from calsurr.training.physics.calorimeter import FEATURE_NAMES, CalorimeterConfig, simulate_clusters
+from calsurr.training.physics.phase_space import pair_invariants, sample_cut_phase_space
+from calsurr.training.physics.processes import PROCESSES, get_process
 
 logger = logging.getLogger(__name__)
 
@@ -345,7 +345,7 @@ def generate_amplitudes(
         if progress is not None:
             progress(stop)
     provenance = DatasetProvenance(
-        domain=domain, seed=seed, generator="training.data.generate_amplitudes", code_version=__version__
+        domain=domain, seed=seed, generator="calsurr.training.data.generate_amplitudes", code_version=__version__
     )
     return AmplitudeDataset(process, momenta, target, provenance=provenance)
 
@@ -355,7 +355,7 @@ def generate_calorimeter(n_events: int, seed: int, config: CalorimeterConfig | N
     config = config or CalorimeterConfig()
     sample = simulate_clusters(n_events, np.random.default_rng(seed), config)
     provenance = DatasetProvenance(
-        domain=config, seed=seed, generator="training.data.generate_calorimeter", code_version=__version__
+        domain=config, seed=seed, generator="calsurr.training.data.generate_calorimeter", code_version=__version__
     )
     return CalorimeterDataset(
         sample.features, sample.target, sample.target_sigma, sample.feature_names, provenance=provenance

@@ -19,7 +19,7 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
-from service.card import (
+from calsurr.service.card import (
     CARD_FILENAME,
     MODEL_FILENAME,
     Domain,
@@ -28,10 +28,10 @@ from service.card import (
     TensorSpec,
     UncertaintySpec,
 )
-from training import __version__
-from training.physics.processes import get_process
-from training.pipeline import TrainedSurrogate, predict
-from training.surrogate import Surrogate
+from calsurr.training import __version__
+from calsurr.training.physics.processes import get_process
+from calsurr.training.pipeline import TrainedSurrogate, predict
+from calsurr.training.surrogate import Surrogate
 
 EXPORT_RTOL = 1e-5  # ONNX against torch, relative, on every output (issue acceptance)
 OUT_OF_DOMAIN_FACTOR = 5.0  # a prediction 5x less certain than 99 % of held-out ones is counted as out of domain

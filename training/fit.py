@@ -17,7 +17,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from training.models import VariationalMLP, function_space_repulsion, gaussian_nll
+from calsurr.training.models import VariationalMLP, function_space_repulsion, gaussian_nll
 
 Method = Literal["deep_ensemble", "bayesian", "repulsive_ensemble"]
 BAYESIAN_VALIDATION_DRAWS = 4  # weight draws averaged in the Bayesian network's validation loss

@@ -15,12 +15,12 @@ import torch
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
-from service.card import CalibrationReport
-from training import data
-from training.calibration import calibration_report, fit_recalibration_factor
-from training.fit import FitConfig, FitHistory, Method, fit_network
-from training.models import StackedMLP, VariationalMLP
-from training.surrogate import InvariantFeatures, Standardisation, Surrogate
+from calsurr.service.card import CalibrationReport
+from calsurr.training import data
+from calsurr.training.calibration import calibration_report, fit_recalibration_factor
+from calsurr.training.fit import FitConfig, FitHistory, Method, fit_network
+from calsurr.training.models import StackedMLP, VariationalMLP
+from calsurr.training.surrogate import InvariantFeatures, Standardisation, Surrogate
 
 # train, validation (early stopping), calibration (recalibration factor), test (calibration report)
 SPLIT_FRACTIONS = (0.7, 0.1, 0.1, 0.1)

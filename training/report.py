@@ -25,8 +25,8 @@ from matplotlib.ticker import FuncFormatter
 from numpy.typing import ArrayLike
 from pydantic import BaseModel, ConfigDict, Field
 
-from service.card import CalibrationReport
-from training.calibration import calibration_report, pulls, relative_deviation
+from calsurr.service.card import CalibrationReport
+from calsurr.training.calibration import calibration_report, pulls, relative_deviation
 
 SUMMARY_FILENAME = "summary.json"
 DELTA_PLOT = "relative_deviation.png"

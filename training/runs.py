@@ -11,10 +11,10 @@ from pathlib import Path
 
 import torch
 
-from service.card import CalibrationReport
-from training.data import read_dataset, write_dataset
-from training.fit import FitHistory
-from training.pipeline import TrainedSurrogate, TrainingConfig, build_surrogate
+from calsurr.service.card import CalibrationReport
+from calsurr.training.data import read_dataset, write_dataset
+from calsurr.training.fit import FitHistory
+from calsurr.training.pipeline import TrainedSurrogate, TrainingConfig, build_surrogate
 
 SURROGATE_FILE = "surrogate.pt"
 TEST_FILE = "test.h5"

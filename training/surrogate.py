@@ -19,7 +19,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from service.card import MEMBER_OUTPUTS, UNCERTAINTY_OUTPUTS
+from calsurr.service.card import MEMBER_OUTPUTS, UNCERTAINTY_OUTPUTS
 
 MIN_FEATURE_SCALE = 1e-9  # a feature constant over the data (e.g. log s at fixed energy) is centred, not scaled
 OUTPUT_NAMES = UNCERTAINTY_OUTPUTS

@@ -3,7 +3,7 @@
 import grpc
 import pytest
 
-from service.protocol import grpc_service_pb2_grpc as pb_grpc
+from calsurr.service.protocol import grpc_service_pb2_grpc as pb_grpc
 
 
 @pytest.fixture(scope="module")

@@ -10,8 +10,8 @@ from contextlib import contextmanager
 
 import numpy as np
 
-from service.protocol import grpc_service_pb2 as pb
-from service.server import BackgroundServer
+from calsurr.service.protocol import grpc_service_pb2 as pb
+from calsurr.service.server import BackgroundServer
 from tests.conftest import TINY_MODEL
 
 WAIT_SECONDS = 30.0  # generous bound on what should happen at once, so a loaded CI host does not flake

@@ -14,15 +14,15 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from service.batcher import BatchingPolicy, DeadlineExceeded, DynamicBatcher, QueueFull
-from service.card import MODEL_FILENAME
-from service.config import ServerSettings
-from service.errors import InvalidInput, ModelUnavailable
-from service.grpc_codec import decode_outputs
-from service.metrics import ServerMetrics
-from service.protocol import grpc_service_pb2 as pb
-from service.protocol import grpc_service_pb2_grpc as pb_grpc
-from service.server import BackgroundServer
+from calsurr.service.batcher import BatchingPolicy, DeadlineExceeded, DynamicBatcher, QueueFull
+from calsurr.service.card import MODEL_FILENAME
+from calsurr.service.config import ServerSettings
+from calsurr.service.errors import InvalidInput, ModelUnavailable
+from calsurr.service.grpc_codec import decode_outputs
+from calsurr.service.metrics import ServerMetrics
+from calsurr.service.protocol import grpc_service_pb2 as pb
+from calsurr.service.protocol import grpc_service_pb2_grpc as pb_grpc
+from calsurr.service.server import BackgroundServer
 from tests.conftest import TINY_MODEL
 from tests.service.serving import WAIT_SECONDS, gated, infer_request, sample, wait_until
 

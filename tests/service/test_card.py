@@ -1,7 +1,7 @@
 import pytest
 from pydantic import ValidationError
 
-from service.card import ModelCard
+from calsurr.service.card import ModelCard
 
 
 def _card_dict(**changes):

@@ -13,13 +13,13 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from service.card import MODEL_FILENAME
-from service.client import AsyncInferenceClient, InferenceClient, Prediction, RetryPolicy
-from service.config import ServerSettings
-from service.grpc_codec import decode_inputs, encode_response
-from service.protocol import grpc_service_pb2 as pb
-from service.protocol import grpc_service_pb2_grpc as pb_grpc
-from service.server import BackgroundServer
+from calsurr.service.card import MODEL_FILENAME
+from calsurr.service.client import AsyncInferenceClient, InferenceClient, Prediction, RetryPolicy
+from calsurr.service.config import ServerSettings
+from calsurr.service.grpc_codec import decode_inputs, encode_response
+from calsurr.service.protocol import grpc_service_pb2 as pb
+from calsurr.service.protocol import grpc_service_pb2_grpc as pb_grpc
+from calsurr.service.server import BackgroundServer
 from tests.conftest import TINY_MODEL
 from tests.service.serving import WAIT_SECONDS, wait_until
 

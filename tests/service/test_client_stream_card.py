@@ -11,10 +11,10 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from service.card import CARD_FILENAME, MODEL_FILENAME, ModelCard
-from service.client import AsyncInferenceClient, InferenceClient, StreamError
-from service.config import ServerSettings
-from service.server import BackgroundServer
+from calsurr.service.card import CARD_FILENAME, MODEL_FILENAME, ModelCard
+from calsurr.service.client import AsyncInferenceClient, InferenceClient, StreamError
+from calsurr.service.config import ServerSettings
+from calsurr.service.server import BackgroundServer
 from tests.conftest import TINY_MODEL
 
 pytestmark = pytest.mark.slow

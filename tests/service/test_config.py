@@ -22,9 +22,9 @@ from pydantic import ValidationError
 from typer.testing import CliRunner
 
 from calsurr.cli import app
-from service.config import ConfigFileError, ServerSettings, describe_errors
-from service.logs import REQUEST_ID, JsonFormatter, RequestIdFilter
-from service.protocol import grpc_service_pb2_grpc as pb_grpc
+from calsurr.service.config import ConfigFileError, ServerSettings, describe_errors
+from calsurr.service.logs import REQUEST_ID, JsonFormatter, RequestIdFilter
+from calsurr.service.protocol import grpc_service_pb2_grpc as pb_grpc
 from tests.conftest import TINY_MODEL
 from tests.service.serving import WAIT_SECONDS, infer_request
 

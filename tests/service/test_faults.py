@@ -18,12 +18,12 @@ import onnxruntime as ort
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from service.card import CARD_FILENAME, MODEL_FILENAME
-from service.config import ServerSettings
-from service.protocol import grpc_service_pb2 as pb
-from service.protocol import grpc_service_pb2_grpc as pb_grpc
-from service.repository import ModelLoadFailed
-from service.server import BackgroundServer
+from calsurr.service.card import CARD_FILENAME, MODEL_FILENAME
+from calsurr.service.config import ServerSettings
+from calsurr.service.protocol import grpc_service_pb2 as pb
+from calsurr.service.protocol import grpc_service_pb2_grpc as pb_grpc
+from calsurr.service.repository import ModelLoadFailed
+from calsurr.service.server import BackgroundServer
 from tests.conftest import TINY_MODEL
 from tests.service.serving import WAIT_SECONDS, gated, infer_request, sample, wait_until
 
@@ -42,8 +42,8 @@ RTOL = 1e-12
 @pytest.fixture(scope="module")
 def other_run():
     """A second tiny gg -> gg ensemble, another seed: version 2 answers differently from version 1."""
-    from training.fit import FitConfig
-    from training.pipeline import TrainingConfig, train_surrogate
+    from calsurr.training.fit import FitConfig
+    from calsurr.training.pipeline import TrainingConfig, train_surrogate
 
     config = TrainingConfig(
         process="gg_gg", n_events=2_000, members=3, hidden=16, layers=2, fit=FitConfig(epochs=5, seed=2), seed=2
@@ -54,7 +54,7 @@ def other_run():
 @pytest.fixture(scope="module")
 def version_two(other_run, tmp_path_factory) -> Path:
     """The other run exported as gg_gg version 2, outside any served repository (copied in by the tests)."""
-    from training.export import export_to_repository
+    from calsurr.training.export import export_to_repository
 
     return export_to_repository(other_run, tmp_path_factory.mktemp("staging"), TINY_MODEL, version=2)
 

@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from service.errors import InvalidInput
-from service.grpc_codec import decode_inputs, decode_outputs, encode_inputs, encode_response
-from service.protocol import grpc_service_pb2 as pb
+from calsurr.service.errors import InvalidInput
+from calsurr.service.grpc_codec import decode_inputs, decode_outputs, encode_inputs, encode_response
+from calsurr.service.protocol import grpc_service_pb2 as pb
 
 
 def _request(**arrays):

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from tritonclient.grpc import model_config_pb2 as triton_config
 
-from service.batcher import BatchingPolicy
-from service.dataplane import ModelConfiguration
-from service.grpc_extensions import encode_model_config
-from service.repository import VersionPolicy
+from calsurr.service.batcher import BatchingPolicy
+from calsurr.service.dataplane import ModelConfiguration
+from calsurr.service.grpc_extensions import encode_model_config
+from calsurr.service.repository import VersionPolicy
 from tests.service.toy_model import toy_card
 
 

@@ -14,11 +14,11 @@ import pytest
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
-from service.card import CARD_FILENAME, MODEL_FILENAME
-from service.config import ServerSettings
-from service.metrics import ArrayHistogram, ServerMetrics
-from service.protocol import grpc_service_pb2_grpc as pb_grpc
-from service.server import BackgroundServer
+from calsurr.service.card import CARD_FILENAME, MODEL_FILENAME
+from calsurr.service.config import ServerSettings
+from calsurr.service.metrics import ArrayHistogram, ServerMetrics
+from calsurr.service.protocol import grpc_service_pb2_grpc as pb_grpc
+from calsurr.service.server import BackgroundServer
 from tests.conftest import TINY_MODEL
 from tests.service.serving import infer_request
 

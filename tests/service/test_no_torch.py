@@ -4,22 +4,22 @@ import subprocess
 import sys
 
 SERVICE_MODULES = [
-    "service.batcher",
-    "service.card",
-    "service.client",
-    "service.config",
-    "service.dataplane",
-    "service.errors",
-    "service.grpc_codec",
-    "service.grpc_extensions",
-    "service.grpc_servicer",
-    "service.logs",
-    "service.metrics",
-    "service.repository",
-    "service.request_options",
-    "service.runtime",
-    "service.server",
-    "service.statistics",
+    "calsurr.service.batcher",
+    "calsurr.service.card",
+    "calsurr.service.client",
+    "calsurr.service.config",
+    "calsurr.service.dataplane",
+    "calsurr.service.errors",
+    "calsurr.service.grpc_codec",
+    "calsurr.service.grpc_extensions",
+    "calsurr.service.grpc_servicer",
+    "calsurr.service.logs",
+    "calsurr.service.metrics",
+    "calsurr.service.repository",
+    "calsurr.service.request_options",
+    "calsurr.service.runtime",
+    "calsurr.service.server",
+    "calsurr.service.statistics",
     "calsurr.cli",
 ]
 
@@ -43,6 +43,6 @@ def test_service_imports_and_serve_help_run_with_torch_blocked():
 
 
 def test_the_guard_itself_would_catch_a_torch_import():
-    code = "import sys\nsys.modules['torch'] = None\nimport training.surrogate\n"
+    code = "import sys\nsys.modules['torch'] = None\nimport calsurr.training.surrogate\n"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode != 0 and "torch" in result.stderr

@@ -16,8 +16,8 @@ from google.protobuf.descriptor import Descriptor, EnumDescriptor, FieldDescript
 from tritonclient.grpc import model_config_pb2 as triton_config
 from tritonclient.grpc import service_pb2 as triton_service
 
-from service.protocol import grpc_service_pb2 as ours
-from service.protocol import model_config_pb2 as ours_config
+from calsurr.service.protocol import grpc_service_pb2 as ours
+from calsurr.service.protocol import model_config_pb2 as ours_config
 
 ROOT = Path(__file__).resolve().parents[2]
 THEIR_POOL = triton_service.DESCRIPTOR.pool

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from service.card import CARD_FILENAME, MODEL_FILENAME, ModelCard
-from service.errors import ModelNotFound
-from service.repository import (
+from calsurr.service.card import CARD_FILENAME, MODEL_FILENAME, ModelCard
+from calsurr.service.errors import ModelNotFound
+from calsurr.service.repository import (
     IndexEntry,
     ModelLoadFailed,
     ModelRepository,
@@ -18,7 +18,7 @@ from service.repository import (
     RepositoryPolicy,
     massless_event,
 )
-from service.runtime import OnnxModel
+from calsurr.service.runtime import OnnxModel
 from tests.conftest import TINY_MODEL
 
 pytestmark = pytest.mark.slow

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from service.errors import InvalidInput
-from service.request_options import KNOWN_PARAMETERS, InferOptions, parse_parameters, select_outputs
-from service.statistics import Duration, StatisticsBook
+from calsurr.service.errors import InvalidInput
+from calsurr.service.request_options import KNOWN_PARAMETERS, InferOptions, parse_parameters, select_outputs
+from calsurr.service.statistics import Duration, StatisticsBook
 from tests.service.toy_model import toy_card
 
 UNCERTAINTY = ["mean", "sigma_stat", "sigma_syst", "sigma_tot"]

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import uvloop
 
-from service.card import CARD_FILENAME, MODEL_FILENAME, ModelCard
-from service.client import InferenceClient
-from service.config import ServerSettings
-from service.runtime import OnnxModel, RuntimeOptions
-from service.server import BackgroundServer
+from calsurr.service.card import CARD_FILENAME, MODEL_FILENAME, ModelCard
+from calsurr.service.client import InferenceClient
+from calsurr.service.config import ServerSettings
+from calsurr.service.runtime import OnnxModel, RuntimeOptions
+from calsurr.service.server import BackgroundServer
 from tests.conftest import TINY_MODEL
 
 SPINNING_KEYS = ("session.intra_op.allow_spinning", "session.inter_op.allow_spinning")

@@ -9,11 +9,11 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from service.card import MODEL_FILENAME
-from service.client import InferenceClient
-from service.config import ServerSettings
-from service.protocol import grpc_service_pb2 as pb
-from service.server import BackgroundServer
+from calsurr.service.card import MODEL_FILENAME
+from calsurr.service.client import InferenceClient
+from calsurr.service.config import ServerSettings
+from calsurr.service.protocol import grpc_service_pb2 as pb
+from calsurr.service.server import BackgroundServer
 from tests.conftest import TINY_MODEL
 from tests.service.serving import infer_request
 

@@ -17,11 +17,11 @@ import tritonclient.grpc as triton
 import tritonclient.grpc.aio as triton_aio
 from tritonclient.grpc import model_config_pb2 as triton_config
 
-from service.card import CARD_FILENAME, MODEL_FILENAME, ModelCard
-from service.config import ServerSettings
-from service.protocol import grpc_service_pb2 as pb
-from service.protocol import grpc_service_pb2_grpc as pb_grpc
-from service.server import BackgroundServer
+from calsurr.service.card import CARD_FILENAME, MODEL_FILENAME, ModelCard
+from calsurr.service.config import ServerSettings
+from calsurr.service.protocol import grpc_service_pb2 as pb
+from calsurr.service.protocol import grpc_service_pb2_grpc as pb_grpc
+from calsurr.service.server import BackgroundServer
 from tests.conftest import TINY_MODEL
 from tests.service.toy_model import TOY_MEMBERS, TOY_MODEL, toy_reference, write_toy_model
 

@@ -12,7 +12,15 @@ from pathlib import Path
 
 import numpy as np
 
-from service.card import CARD_FILENAME, MODEL_FILENAME, Domain, ModelCard, Provenance, TensorSpec, UncertaintySpec
+from calsurr.service.card import (
+    CARD_FILENAME,
+    MODEL_FILENAME,
+    Domain,
+    ModelCard,
+    Provenance,
+    TensorSpec,
+    UncertaintySpec,
+)
 
 TOY_MODEL = "toy_members"
 TOY_MEMBERS = 3

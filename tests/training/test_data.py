@@ -13,7 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from calsurr.cli import app
-from training.data import (
+from calsurr.training.data import (
     FEATURE_UNITS,
     METADATA_KEY,
     AmplitudeDataset,
@@ -30,8 +30,8 @@ from training.data import (
     squared_amplitude_unit,
     write_dataset,
 )
-from training.physics.calorimeter import FEATURE_NAMES, CalorimeterConfig
-from training.physics.processes import PROCESSES, get_process
+from calsurr.training.physics.calorimeter import FEATURE_NAMES, CalorimeterConfig
+from calsurr.training.physics.processes import PROCESSES, get_process
 
 SUFFIXES = (".h5", ".hdf5", ".parquet")
 N_NOISE = 100_000
@@ -136,7 +136,7 @@ def test_foreign_hdf5_with_momenta_and_target_only(tmp_path, caplog):
     with h5py.File(path, "w") as f:
         f["momenta"] = data.momenta
         f["target"] = data.target
-    with caplog.at_level(logging.WARNING, logger="training.data"):
+    with caplog.at_level(logging.WARNING, logger="calsurr.training.data"):
         read = read_dataset(path)
     assert isinstance(read, AmplitudeDataset) and read.process == "gg_gg"
     assert _same_bits(read.momenta, data.momenta) and _same_bits(read.target, data.target)

@@ -4,11 +4,11 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from service.card import CARD_FILENAME, MODEL_FILENAME, ModelCard
+from calsurr.service.card import CARD_FILENAME, MODEL_FILENAME, ModelCard
+from calsurr.training.data import generate_amplitudes
+from calsurr.training.export import EXPORT_RTOL, export_to_repository
+from calsurr.training.pipeline import predict
 from tests.conftest import TINY_MODEL
-from training.data import generate_amplitudes
-from training.export import EXPORT_RTOL, export_to_repository
-from training.pipeline import predict
 
 pytestmark = pytest.mark.slow
 

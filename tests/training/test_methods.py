@@ -6,11 +6,11 @@ import pytest
 import torch
 from torch.distributions import Normal, kl_divergence
 
-from service.card import CARD_FILENAME, MODEL_FILENAME, ModelCard
-from training.export import export_to_repository
-from training.fit import FitConfig
-from training.models import VariationalMLP, function_space_repulsion
-from training.pipeline import TrainingConfig, predict, train_surrogate
+from calsurr.service.card import CARD_FILENAME, MODEL_FILENAME, ModelCard
+from calsurr.training.export import export_to_repository
+from calsurr.training.fit import FitConfig
+from calsurr.training.models import VariationalMLP, function_space_repulsion
+from calsurr.training.pipeline import TrainingConfig, predict, train_surrogate
 
 
 def _bnn(prior_sigma=0.7):

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from training.report import (
+from calsurr.training.report import (
     COVERAGE_PLOT,
     DELTA_PLOT,
     NOISE_STUDY_JSON,

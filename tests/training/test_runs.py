@@ -4,12 +4,12 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from service.card import CARD_FILENAME, MODEL_FILENAME, ModelCard
-from training.export import export_to_repository
-from training.fit import FitConfig
-from training.physics.calorimeter import FEATURE_NAMES
-from training.pipeline import TrainingConfig, predict, train_surrogate
-from training.runs import load_run, save_run
+from calsurr.service.card import CARD_FILENAME, MODEL_FILENAME, ModelCard
+from calsurr.training.export import export_to_repository
+from calsurr.training.fit import FitConfig
+from calsurr.training.physics.calorimeter import FEATURE_NAMES
+from calsurr.training.pipeline import TrainingConfig, predict, train_surrogate
+from calsurr.training.runs import load_run, save_run
 
 pytestmark = pytest.mark.slow
 

@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 import torch
 
-from training.models import StackedMLP, gaussian_nll
-from training.physics.phase_space import sample_cut_phase_space
-from training.surrogate import InvariantFeatures, Surrogate
+from calsurr.training.models import StackedMLP, gaussian_nll
+from calsurr.training.physics.phase_space import sample_cut_phase_space
+from calsurr.training.surrogate import InvariantFeatures, Surrogate
 
 
 def _momenta(n=64, n_final=2, seed=0):

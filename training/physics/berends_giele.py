@@ -18,7 +18,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from training.physics.spinors import SQRT2, polarisation_vectors
+from calsurr.training.physics.spinors import SQRT2, polarisation_vectors
 
 Gluons = tuple[int, ...]  # an ordered tuple of gluon indices
 

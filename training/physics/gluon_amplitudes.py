@@ -19,10 +19,10 @@ from itertools import product
 
 import numpy as np
 
-from training.physics.berends_giele import colour_ordered_amplitudes
-from training.physics.colour import N_ADJOINT, ddm_colour_matrix, ddm_orderings
-from training.physics.phase_space import pair_invariants
-from training.physics.spinors import all_outgoing, spinor_products
+from calsurr.training.physics.berends_giele import colour_ordered_amplitudes
+from calsurr.training.physics.colour import N_ADJOINT, ddm_colour_matrix, ddm_orderings
+from calsurr.training.physics.phase_space import pair_invariants
+from calsurr.training.physics.spinors import all_outgoing, spinor_products
 
 N_HELICITIES = 2  # physical polarisations of a massless gluon
 INITIAL_STATE_AVERAGE = 1.0 / (N_ADJOINT * N_HELICITIES) ** 2  # 1/256: two incoming gluons

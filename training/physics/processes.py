@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from training.physics.gluon_amplitudes import gg_gg, gg_ggg, gg_gggg
+from calsurr.training.physics.gluon_amplitudes import gg_gg, gg_ggg, gg_gggg
 
 
 @dataclass(frozen=True)

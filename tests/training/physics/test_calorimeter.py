@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from training.physics.calorimeter import (
+from calsurr.training.physics.calorimeter import (
     FEATURE_NAMES,
     CalorimeterConfig,
     CalorimeterSample,

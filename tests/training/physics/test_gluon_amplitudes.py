@@ -13,8 +13,8 @@ from itertools import permutations
 import numpy as np
 import pytest
 
-from training.physics.berends_giele import colour_ordered_amplitudes
-from training.physics.colour import (
+from calsurr.training.physics.berends_giele import colour_ordered_amplitudes
+from calsurr.training.physics.colour import (
     C_ADJOINT,
     N_ADJOINT,
     N_COLOURS,
@@ -24,7 +24,7 @@ from training.physics.colour import (
     trace_colour_matrix,
     trace_orderings,
 )
-from training.physics.gluon_amplitudes import (
+from calsurr.training.physics.gluon_amplitudes import (
     AMPLITUDES,
     INITIAL_STATE_AVERAGE,
     beyond_mhv_helicities,
@@ -35,8 +35,8 @@ from training.physics.gluon_amplitudes import (
     helicity_configurations,
     parke_taylor,
 )
-from training.physics.phase_space import minkowski_dot, pair_invariants, sample_cut_phase_space
-from training.physics.spinors import all_outgoing, polarisation_vectors, spinor_products
+from calsurr.training.physics.phase_space import minkowski_dot, pair_invariants, sample_cut_phase_space
+from calsurr.training.physics.spinors import all_outgoing, polarisation_vectors, spinor_products
 
 SQRT_S = 500.0  # GeV
 MIN_SIJ_OVER_S = 0.01  # keeps events away from soft/collinear regions where cancellations cost digits

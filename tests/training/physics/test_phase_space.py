@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from training.physics.phase_space import (
+from calsurr.training.physics.phase_space import (
     minkowski_dot,
     pair_invariants,
     passes_cuts,
