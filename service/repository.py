@@ -476,12 +476,36 @@ class ModelRepository:
         return new
 
     def _load_version(self, name: str, version: int, folder: Path) -> OnnxModel:
-        card = ModelCard.read(folder / CARD_FILENAME)
-        if card.name != name or card.version != version:
-            raise ValueError(f"card says {card.name} v{card.version}, but it lies in {name}/{version}")
+        card = folder_card(ModelCard.read(folder / CARD_FILENAME), name, version)
         model = OnnxModel(folder / MODEL_FILENAME, card, self.options)
         check_model(model)
         return model
+
+
+def folder_card(card: ModelCard, name: str, version: int) -> ModelCard:
+    """The card as served from `<name>/<version>/`: the folder's number is the version, as in Triton.
+
+    Users promote a model by copying its version folder under a new number (`cp -r gg_gg/1 gg_gg/2`); that
+    copy serves as version 2, with metadata, ModelConfig, the card service and metrics saying 2, and the
+    log says once (per load) what was assumed. A card for another model is refused: that is a mistake, not a
+    promotion.
+    """
+    if card.name != name:
+        raise ValueError(
+            f"card.json in {name}/{version} is the card of model '{card.name}'; a model folder serves only its own "
+            f"model (move it to {card.name}/, or export it under the name '{name}')"
+        )
+    if card.version != version:
+        log.warning(
+            "model %s: the card in folder %s/%d says version %d; serving it as version %d, the folder's number",
+            name,
+            name,
+            version,
+            card.version,
+            version,
+        )
+        card = card.model_copy(update={"version": version})
+    return card
 
 
 # -- the check before a version is swapped in -----------------------------------------------------------------

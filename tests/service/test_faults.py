@@ -329,6 +329,7 @@ class LoadClients:
 
 def test_hot_reload_under_load_loses_no_request(repo, version_two, momenta, record_property):
     references = {"1": _reference(repo / TINY_MODEL / "1", momenta), "2": _reference(version_two, momenta)}
+    references["4"] = references["2"]  # version 4 is a copy of folder 2
     assert not np.allclose(references["1"]["mean"], references["2"]["mean"], rtol=1e-3)
     settings = _settings(repo, repository_poll_seconds=0.05)
     with BackgroundServer(settings) as server:
@@ -348,14 +349,25 @@ def test_hot_reload_under_load_loses_no_request(repo, version_two, momenta, reco
             with pytest.raises(ModelLoadFailed, match=r"version 3: .*versions \[2\] go on serving"):
                 server.call(repository.load_model(TINY_MODEL))  # RepositoryModelLoad's path, under load too
             wait_until(lambda: load.total >= offered_at + PHASE_REQUESTS, "traffic while version 3 is offered")
+
+            # Triton-style promotion: a plain copy of folder 2 as folder 4, its card still saying version 2.
+            copied_at = load.total
+            shutil.copytree(repo / TINY_MODEL / "2", repo / TINY_MODEL / "4")
+            wait_until(lambda: load.served["4"] >= PHASE_REQUESTS, "traffic on the copied version 4")
             load.stop.set()
-        assert repository.get(TINY_MODEL).card.version == 2
+        assert repository.get(TINY_MODEL).card.version == 4
+        dataplane = server.running.dataplane
+        assert dataplane.model_config(TINY_MODEL).version == 4 and dataplane.card(TINY_MODEL, "4").version == 4
+        assert dataplane.model_metadata(TINY_MODEL).versions == ["4"]
+        assert sample(server, "calsurr_requests_total", model=TINY_MODEL, version="4", code="OK") >= PHASE_REQUESTS
+        assert not sample(server, "calsurr_requests_total", model=TINY_MODEL, version="2", code="INTERNAL")
         failures = sample(server, "calsurr_model_load_failures_total", model=TINY_MODEL)
     figures = {
         "requests_served": load.total,
         "served_by_version": dict(load.served),
         "served_from_copy_to_first_v2_answer": during_swap,
         "served_while_broken_v3_offered": load.total - offered_at,
+        "served_from_copy_of_v2_as_v4": load.total - copied_at,
         "errors": len(load.errors),
         "wrong_answers": len(load.mismatches),
         "load_failures_counted": failures,

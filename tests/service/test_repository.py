@@ -57,12 +57,28 @@ def test_a_broken_newer_version_never_replaces_the_working_one(repo, corrupt_fil
     assert 2 in repository.entry(TINY_MODEL).failed
 
 
-def test_a_card_that_lies_about_its_folder_is_refused(repo):
-    folder = repo / TINY_MODEL / "3"
-    shutil.copytree(repo / TINY_MODEL / "1", folder)  # card still says version 1
+def test_a_version_folder_copied_under_a_new_number_serves_as_that_number(repo, caplog):
+    shutil.copytree(repo / TINY_MODEL / "1", repo / TINY_MODEL / "3")  # Triton-style promotion: card says 1
+    repository = ModelRepository(repo, policy=RepositoryPolicy.model_validate("all"))
+    with caplog.at_level("WARNING", logger="calsurr.service.repository"):
+        repository.load_all()
+    entry = repository.entry(TINY_MODEL)
+    assert sorted(entry.ready) == [1, 3] and not entry.failed
+    assert repository.get(TINY_MODEL).card.version == 3 and repository.get(TINY_MODEL, "1").card.version == 1
+    assumed = [r.getMessage() for r in caplog.records if "the folder's number" in r.getMessage()]
+    assert assumed == [
+        "model gg_gg: the card in folder gg_gg/3 says version 1; serving it as version 3, the folder's number"
+    ]
+    asyncio.run(repository.reload())  # files unchanged: nothing reloaded, nothing said again
+    assert len([r for r in caplog.records if "the folder's number" in r.getMessage()]) == 1
+
+
+def test_a_card_of_another_model_is_refused(repo):
+    shutil.copytree(repo / TINY_MODEL / "1", repo / "gg_ggg" / "1")
     repository = ModelRepository(repo)
     repository.load_all()
-    assert "lies in gg_gg/3" in repository.entry(TINY_MODEL).failed[3]
+    assert "is the card of model 'gg_gg'" in repository.entry("gg_ggg").failed[1]
+    assert not repository.is_ready("gg_ggg") and repository.is_ready(TINY_MODEL)
 
 
 # -- version policies, the check before a swap, load / unload by name ---------------------------------------------
