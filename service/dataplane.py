@@ -36,6 +36,7 @@ EXTENSIONS = ("model_configuration", "model_repository", "statistics", "paramete
 Inputs = Mapping[str, np.ndarray]
 # Refusals worth an info line: the client sent something wrong and its author will want to find out why.
 CLIENT_MISTAKES = frozenset({"INVALID_ARGUMENT", "NOT_FOUND"})
+INFER_METHODS = frozenset({"ModelInfer", "ModelStreamInfer"})  # RPCs counted in calsurr_requests_total
 
 
 @dataclass(frozen=True)
@@ -222,6 +223,16 @@ class DataPlane:
     async def _on_repository_change(self, change: RepositoryChange) -> None:
         """Versions that stopped serving: their batchers finish what they hold, then stop."""
         await asyncio.gather(*(self.release(name, version) for name, version in change.removed))
+
+    def refuse_unparsed(self, method: str, error: InvalidInput) -> InvalidInput:
+        """Account for a request message that did not parse (the transport says which RPC and why): counted, an
+        inference one in calsurr_requests_total too, under no model, and logged in one line at info."""
+        self.metrics.undecodable.labels(method).inc()
+        if method in INFER_METHODS:
+            self._account(("", ""), error.status_code.name, time.perf_counter(), 0, error)
+        else:
+            log.info("%s refused: %s", method, error, extra={"code": error.status_code.name})
+        return error
 
     async def infer(
         self,

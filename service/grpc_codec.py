@@ -7,8 +7,11 @@ Responses always carry `raw_output_contents`, which is what tritonclient's `as_n
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
+from google.protobuf.message import DecodeError, Message
 
 from calsurr.service.errors import InvalidInput
 from calsurr.service.protocol import grpc_service_pb2 as pb
@@ -16,6 +19,39 @@ from calsurr.service.runtime import DATATYPE_TO_NUMPY
 
 TYPED_FIELD = {"FP32": "fp32_contents", "FP64": "fp64_contents"}
 NUMPY_TO_DATATYPE = {v: k for k, v in DATATYPE_TO_NUMPY.items()}
+
+
+@dataclass(frozen=True)
+class Undecodable:
+    """What a handler receives in place of a request whose bytes do not parse as the RPC's message type.
+
+    grpcio answers a deserializer's exception with UNKNOWN and a traceback in the log; handing the handler this
+    instead lets it answer INVALID_ARGUMENT, count it and log one line, like any other bad request.
+    """
+
+    method: str
+    message_type: str
+    size: int
+    reason: str
+
+    def error(self) -> InvalidInput:
+        return InvalidInput(
+            f"the {self.method} request ({self.size} bytes) could not be parsed as a {self.message_type} message "
+            f"({self.reason}); send a serialized {self.message_type}"
+        )
+
+
+def tolerant_deserializer(message_class: type[Message], method: str) -> Callable[[bytes], Message | Undecodable]:
+    """`message_class.FromString`, answering bytes that do not parse with an Undecodable instead of raising."""
+    message_type = message_class.DESCRIPTOR.full_name
+
+    def deserialize(data: bytes) -> Message | Undecodable:
+        try:
+            return message_class.FromString(data)
+        except DecodeError as exc:
+            return Undecodable(method, message_type, len(data), str(exc))
+
+    return deserialize
 
 
 def _element_count(name: str, shape: list[int]) -> int:

@@ -11,10 +11,18 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TypeVar
 
 import grpc
+from google.protobuf import message_factory
+from google.protobuf.descriptor import ServiceDescriptor
 
 from calsurr.service.dataplane import DataPlane, InferenceResult
 from calsurr.service.errors import CalsurrError, Unimplemented
-from calsurr.service.grpc_codec import decode_inputs, encode_response, requested_outputs
+from calsurr.service.grpc_codec import (
+    Undecodable,
+    decode_inputs,
+    encode_response,
+    requested_outputs,
+    tolerant_deserializer,
+)
 from calsurr.service.grpc_extensions import decode_parameters, encode_index, encode_model_config, encode_statistics
 from calsurr.service.protocol import calsurr_card_pb2 as card_pb
 from calsurr.service.protocol import calsurr_card_pb2_grpc as card_pb_grpc
@@ -46,11 +54,14 @@ Handler = Callable[["InferenceServicer", Request, grpc.aio.ServicerContext], Awa
 
 
 def _status_on_error(handler: Handler) -> Handler:
-    """Turn a CalsurrError into its status and message; anything else is INTERNAL and logged."""
+    """Turn a CalsurrError into its status and message; anything else is INTERNAL and logged. A request whose
+    bytes did not parse is INVALID_ARGUMENT, counted and logged by the data plane."""
 
     @functools.wraps(handler)
     async def wrapper(self, request, context):
         try:
+            if isinstance(request, Undecodable):
+                raise self.dataplane.refuse_unparsed(request.method, request.error())
             return await handler(self, request, context)
         except CalsurrError as exc:
             await context.abort(exc.status_code, str(exc))
@@ -159,8 +170,11 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
                     pending.cancel()
 
     async def _stream_answer(
-        self, request: pb.ModelInferRequest, context: grpc.aio.ServicerContext, deadline: float | None
+        self, request: pb.ModelInferRequest | Undecodable, context: grpc.aio.ServicerContext, deadline: float | None
     ) -> pb.ModelStreamInferResponse:
+        if isinstance(request, Undecodable):  # answered on the stream, which goes on like after any bad request
+            error = self.dataplane.refuse_unparsed(request.method, request.error())
+            return _stream_error(pb.ModelInferRequest(), f"{error.status_code.name}: {error}")
         try:
             result = await self._infer(request, deadline, request.id or _request_id(request, context))
         except CalsurrError as exc:
@@ -223,6 +237,30 @@ def _stream_error(request: pb.ModelInferRequest, message: str) -> pb.ModelStream
     """An error on the stream, with the request's model and id so that a client can tell which one failed."""
     echo = pb.ModelInferResponse(model_name=request.model_name, model_version=request.model_version, id=request.id)
     return pb.ModelStreamInferResponse(error_message=message, infer_response=echo)
+
+
+_HANDLER_KINDS = {  # (client streaming, server streaming) -> grpc's handler factory
+    (False, False): grpc.unary_unary_rpc_method_handler,
+    (False, True): grpc.unary_stream_rpc_method_handler,
+    (True, False): grpc.stream_unary_rpc_method_handler,
+    (True, True): grpc.stream_stream_rpc_method_handler,
+}
+
+
+def add_servicer(servicer: object, service: ServiceDescriptor, server: grpc.aio.Server) -> None:
+    """Register every method of `service` on `servicer`, as the generated `add_..._to_server` does, but with
+    deserializers that hand an unparseable message to the handler as `Undecodable` rather than raise."""
+    handlers = {}
+    for method in service.methods:
+        request_class = message_factory.GetMessageClass(method.input_type)
+        response_class = message_factory.GetMessageClass(method.output_type)
+        handlers[method.name] = _HANDLER_KINDS[(method.client_streaming, method.server_streaming)](
+            getattr(servicer, method.name),
+            request_deserializer=tolerant_deserializer(request_class, method.name),
+            response_serializer=response_class.SerializeToString,
+        )
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service.full_name, handlers),))
+    server.add_registered_method_handlers(service.full_name, handlers)
 
 
 class ModelCardServicer(card_pb_grpc.ModelCardServiceServicer):

@@ -161,6 +161,12 @@ class ServerMetrics:
             [*MODEL_LABELS, "code"],
             registry=r,
         )
+        self.undecodable = Counter(
+            f"{PREFIX}_undecodable_messages",
+            "request messages that did not parse as their RPC's message type, by RPC (answered INVALID_ARGUMENT)",
+            ["rpc"],
+            registry=r,
+        )
         self.request_seconds = Histogram(
             f"{PREFIX}_request_duration_seconds",
             "inference request latency in the server, queue and compute included",

@@ -16,18 +16,18 @@ from grpc_reflection.v1alpha import reflection, reflection_pb2
 
 from calsurr.service.config import ServerSettings
 from calsurr.service.dataplane import DataPlane
-from calsurr.service.grpc_servicer import InferenceServicer, ModelCardServicer
+from calsurr.service.grpc_servicer import InferenceServicer, ModelCardServicer, add_servicer
 from calsurr.service.metrics import MetricsEndpoint, ServerMetrics
 from calsurr.service.protocol import calsurr_card_pb2 as card_pb
-from calsurr.service.protocol import calsurr_card_pb2_grpc as card_pb_grpc
 from calsurr.service.protocol import grpc_service_pb2 as pb
-from calsurr.service.protocol import grpc_service_pb2_grpc as pb_grpc
 from calsurr.service.protocol import model_config_pb2 as model_config_pb
 from calsurr.service.repository import ModelRepository, RepositoryChange
 
 log = logging.getLogger(__name__)
-INFERENCE_SERVICE = pb.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name
-CARD_SERVICE = card_pb.DESCRIPTOR.services_by_name["ModelCardService"].full_name
+INFERENCE_DESCRIPTOR = pb.DESCRIPTOR.services_by_name["GRPCInferenceService"]
+CARD_DESCRIPTOR = card_pb.DESCRIPTOR.services_by_name["ModelCardService"]
+INFERENCE_SERVICE = INFERENCE_DESCRIPTOR.full_name
+CARD_SERVICE = CARD_DESCRIPTOR.full_name
 
 
 def _reflection_pool() -> descriptor_pool.DescriptorPool:
@@ -109,8 +109,8 @@ async def _start_grpc(settings: ServerSettings, dataplane: DataPlane) -> tuple[g
         ("grpc.max_send_message_length", settings.max_message_bytes),
     ]
     server = grpc.aio.server(options=options)
-    pb_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceServicer(dataplane), server)
-    card_pb_grpc.add_ModelCardServiceServicer_to_server(ModelCardServicer(dataplane), server)
+    add_servicer(InferenceServicer(dataplane), INFERENCE_DESCRIPTOR, server)
+    add_servicer(ModelCardServicer(dataplane), CARD_DESCRIPTOR, server)
 
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
