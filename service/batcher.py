@@ -46,6 +46,7 @@ import numpy as np
 
 from calsurr.service.errors import CalsurrError, InvalidInput, ModelUnavailable
 from calsurr.service.metrics import ModelMetrics
+from calsurr.service.statistics import RunSeconds
 
 log = logging.getLogger(__name__)
 
@@ -299,22 +300,25 @@ class DynamicBatcher:
         return outcomes
 
     def _run_merged(self, batch: list[_Pending]) -> list[dict[str, np.ndarray]]:
+        started = time.perf_counter()
         if len(batch) == 1:
             inputs = dict(batch[0].inputs)
         else:
             inputs = {name: np.concatenate([item.inputs[name] for item in batch]) for name in batch[0].inputs}
         rows = sum(item.rows for item in batch)
-        started = time.perf_counter()
+        merged = time.perf_counter()
         # Every output, whatever was asked: the graph computes them anyway, and the uncertainty metric needs
         # mean and sigma_tot.
         outputs = self.model.run(inputs, None)
+        computed = time.perf_counter()
         with self._runs_lock:  # several runner threads
             self.runs += 1
-        self.metrics.observe_run(rows, len(batch), time.perf_counter() - started, outputs)
         results, start = [], 0
         for item in batch:
             stop = start + item.rows
             names = item.outputs or list(outputs)
             results.append({name: outputs[name][start:stop] for name in names})
             start = stop
+        seconds = RunSeconds(input=merged - started, infer=computed - merged, output=time.perf_counter() - computed)
+        self.metrics.observe_run(rows, len(batch), seconds, outputs)
         return results

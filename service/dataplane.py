@@ -248,8 +248,8 @@ class DataPlane:
         """Check a request against the card, queue it in its model's batcher, and account for it.
 
         `inputs` may be a callable that decodes them, so that a malformed message is counted and logged with
-        its request id like any other failure. `parameters` are the request's (KNOWN_PARAMETERS). `deadline`
-        is in `time.monotonic()` seconds.
+        its request id like any other failure. `parameters` are the request's (REQUEST_PARAMETERS in
+        request_options). `deadline` is in `time.monotonic()` seconds.
         """
         token = REQUEST_ID.set(request_id)
         started = time.perf_counter()

@@ -98,10 +98,17 @@ def encode_statistics(stats: VersionStatistics) -> pb.ModelStatistics:
             success=_duration(stats.success),
             fail=_duration(stats.fail),
             queue=_duration(stats.queue),
-            compute_infer=_duration(stats.compute_infer),
+            compute_input=_duration(stats.compute.input),
+            compute_infer=_duration(stats.compute.infer),
+            compute_output=_duration(stats.compute.output),
         ),
         batch_stats=[
-            pb.InferBatchStatistics(batch_size=rows, compute_infer=_duration(runs))
+            pb.InferBatchStatistics(
+                batch_size=rows,
+                compute_input=_duration(runs.input),
+                compute_infer=_duration(runs.infer),
+                compute_output=_duration(runs.output),
+            )
             for rows, runs in stats.batches.items()
         ],
     )

@@ -31,6 +31,7 @@ from calsurr.service.protocol import grpc_service_pb2_grpc as pb_grpc
 
 log = logging.getLogger(__name__)
 REQUEST_ID_METADATA = "x-request-id"
+FINAL_RESPONSE = "triton_final_response"  # response parameter on ModelStreamInfer, as Triton sets it
 # Requests of one stream handled at once: enough to keep the batcher fed by one generator loop; beyond it
 # the stream is not read further, so gRPC flow control holds the client back instead of server memory.
 STREAM_WINDOW = 256
@@ -183,6 +184,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             log.exception("a request on ModelStreamInfer failed")
             return _stream_error(request, f"INTERNAL: {type(exc).__name__}: {exc}")
         response = encode_response(result.model_name, result.model_version, request.id, result.outputs)
+        _mark_final(response)
         return pb.ModelStreamInferResponse(infer_response=response)
 
     async def _infer(self, request: pb.ModelInferRequest, deadline: float | None, request_id: str) -> InferenceResult:
@@ -236,7 +238,14 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
 def _stream_error(request: pb.ModelInferRequest, message: str) -> pb.ModelStreamInferResponse:
     """An error on the stream, with the request's model and id so that a client can tell which one failed."""
     echo = pb.ModelInferResponse(model_name=request.model_name, model_version=request.model_version, id=request.id)
+    _mark_final(echo)
     return pb.ModelStreamInferResponse(error_message=message, infer_response=echo)
+
+
+def _mark_final(response: pb.ModelInferResponse) -> None:
+    """Every answer on a stream is its request's only one, hence final; Triton says so on every stream response
+    (`triton_final_response`), and clients written for decoupled models read it to know a request is done."""
+    response.parameters[FINAL_RESPONSE].bool_param = True
 
 
 _HANDLER_KINDS = {  # (client streaming, server streaming) -> grpc's handler factory

@@ -19,7 +19,7 @@ from prometheus_client.registry import Collector
 
 from calsurr.service import __version__
 from calsurr.service.repository import ModelRepository
-from calsurr.service.statistics import StatisticsBook
+from calsurr.service.statistics import RunSeconds, StatisticsBook
 
 log = logging.getLogger(__name__)
 
@@ -135,11 +135,11 @@ class ModelMetrics:
         self._queue_seconds.observe(seconds)
         self.statistics.record_queue(seconds)
 
-    def observe_run(self, rows: int, requests: int, seconds: float, outputs: Mapping[str, np.ndarray]) -> None:
+    def observe_run(self, rows: int, requests: int, seconds: RunSeconds, outputs: Mapping[str, np.ndarray]) -> None:
         """One onnxruntime run: its size, its compute time, and the uncertainty of every row it served."""
         self._batch_rows.observe(rows)
         self._batch_requests.observe(requests)
-        self._compute_seconds.observe(seconds)
+        self._compute_seconds.observe(seconds.infer)
         self.statistics.record_run(rows, requests, seconds)
         if "mean" in outputs and "sigma_tot" in outputs:
             with np.errstate(divide="ignore", invalid="ignore"):

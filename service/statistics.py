@@ -4,8 +4,11 @@ The Prometheus histograms of `service/metrics.py` bucket what they observe; the 
 exact counts and total nanoseconds per request and per batch size, so these counters are kept beside them,
 fed by the same calls (`ModelMetrics.observe_queue`, `observe_run`, and the data plane's accounting).
 Per request, as the extension defines it: `success`/`fail` count requests and their time in the server,
-`queue` their wait in the batcher, `compute_infer` the run that served them (a run merging r requests counts
-r times); `inference_count` counts rows served, `execution_count` onnxruntime runs, `batches` runs by rows.
+`queue` their wait in the batcher, and the run that served them in Triton's three phases: `compute_input`
+(merging the requests' inputs into one batch), `compute_infer` (onnxruntime), `compute_output` (splitting the
+outputs back); a run merging r requests counts r times in each, so the three counts are always equal (Triton's
+clients, perf_analyzer among them, check that). `inference_count` counts rows served, `execution_count`
+onnxruntime runs, `batches` runs by rows.
 """
 
 from __future__ import annotations
@@ -29,6 +32,31 @@ class Duration:
 
 
 @dataclass(frozen=True)
+class RunSeconds:
+    """One run's phases, in seconds."""
+
+    input: float = 0.0  # merging the requests' inputs into one batch
+    infer: float = 0.0  # onnxruntime
+    output: float = 0.0  # splitting the outputs back per request
+
+
+@dataclass(frozen=True)
+class ComputeDurations:
+    """Runs of one batch size and their time in each phase (Triton's InferBatchStatistics)."""
+
+    input: Duration = Duration()
+    infer: Duration = Duration()
+    output: Duration = Duration()
+
+    def plus(self, seconds: RunSeconds, count: int = 1) -> ComputeDurations:
+        return ComputeDurations(
+            self.input.plus(to_ns(seconds.input) * count, count),
+            self.infer.plus(to_ns(seconds.infer) * count, count),
+            self.output.plus(to_ns(seconds.output) * count, count),
+        )
+
+
+@dataclass(frozen=True)
 class VersionStatistics:
     """A snapshot of one model version's counters since the server started."""
 
@@ -40,8 +68,8 @@ class VersionStatistics:
     success: Duration = Duration()
     fail: Duration = Duration()
     queue: Duration = Duration()
-    compute_infer: Duration = Duration()
-    batches: dict[int, Duration] = field(default_factory=dict)  # rows in a run -> runs and their compute time
+    compute: ComputeDurations = ComputeDurations()  # per request
+    batches: dict[int, ComputeDurations] = field(default_factory=dict)  # rows in a run -> its runs, per run
 
 
 def to_ns(seconds: float) -> int:
@@ -55,8 +83,9 @@ class StatisticsRecorder:
         self.name, self.version = name, version
         self._lock = threading.Lock()
         self._last_inference_ms = self._inference_count = self._execution_count = 0
-        self._success = self._fail = self._queue = self._compute_infer = Duration()
-        self._batches: dict[int, Duration] = {}
+        self._success = self._fail = self._queue = Duration()
+        self._compute = ComputeDurations()
+        self._batches: dict[int, ComputeDurations] = {}
 
     def record_request(self, ok: bool, rows: int, seconds: float) -> None:
         """One request answered (ok) or failed after its model version was known."""
@@ -73,13 +102,12 @@ class StatisticsRecorder:
         with self._lock:
             self._queue = self._queue.plus(to_ns(seconds))
 
-    def record_run(self, rows: int, requests: int, seconds: float) -> None:
+    def record_run(self, rows: int, requests: int, seconds: RunSeconds) -> None:
         """One onnxruntime run of `rows` rows that served `requests` requests."""
-        ns = to_ns(seconds)
         with self._lock:
             self._execution_count += 1
-            self._compute_infer = self._compute_infer.plus(ns * requests, requests)
-            self._batches[rows] = self._batches.get(rows, Duration()).plus(ns)
+            self._compute = self._compute.plus(seconds, requests)
+            self._batches[rows] = self._batches.get(rows, ComputeDurations()).plus(seconds)
 
     def snapshot(self) -> VersionStatistics:
         with self._lock:
@@ -92,7 +120,7 @@ class StatisticsRecorder:
                 success=self._success,
                 fail=self._fail,
                 queue=self._queue,
-                compute_infer=self._compute_infer,
+                compute=self._compute,
                 batches=dict(sorted(self._batches.items())),
             )
 
