@@ -10,6 +10,10 @@ Systems, all on the same `model.onnx` with the same onnxruntime threads:
 - `calsurr_unary`: `calsurr serve` (a subprocess), unary ModelInfer with raw contents via AsyncInferenceClient;
 - `calsurr_stream`: the same server, one bidirectional ModelStreamInfer with `concurrency` requests in flight;
 - `calsurr_triton`: the same server through the unmodified tritonclient (grpc.aio);
+- `calsurr_perfanalyzer`, `calsurr_perfanalyzer_stream`: the same server driven by Triton's own C++ load
+  generator, perf_analyzer (.venv/bin/perf_analyzer, scripts/install_perf_analyzer.sh), in its sync mode
+  (`concurrency` threads, one blocking ModelInfer each) and its streaming mode: the fastest client a user has
+  today, with none of Python's cost on the client side;
 - `calsurr_nobatch`: a second `calsurr serve --no-batching`, unary as above;
 - `mlserver`: MLServer (its own venv, bench/.venv-mlserver, made on demand) with bench/mlserver_runtime.py,
   its default settings (parallel_workers = 1), unary via the same AsyncInferenceClient.
@@ -60,7 +64,10 @@ MLSERVER_VENV = ROOT / "bench" / ".venv-mlserver"
 # refuses ("There is no current event loop"): the inference pool dies at start. uvloop < 0.22 keeps its defaults.
 MLSERVER_PACKAGES = ("mlserver", "onnxruntime", "uvloop<0.22")
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-SERVER_SYSTEMS = ("calsurr_unary", "calsurr_stream", "calsurr_triton", "calsurr_nobatch", "mlserver")
+PERF_ANALYZER = Path(sys.executable).with_name("perf_analyzer")
+PERF_ANALYZER_MODES = {"calsurr_perfanalyzer": "--sync", "calsurr_perfanalyzer_stream": "--streaming"}
+CALSURR_SYSTEMS = ("calsurr_unary", "calsurr_stream", "calsurr_triton", *PERF_ANALYZER_MODES, "calsurr_nobatch")
+SERVER_SYSTEMS = (*CALSURR_SYSTEMS, "mlserver")
 ALL_SYSTEMS = ("limit", *SERVER_SYSTEMS)
 
 # Targets of issue 5 (performance) not written as ratios in compute_ratios.
@@ -400,6 +407,66 @@ async def _drive(
             await triton.close()
 
 
+def _perf_analyzer_input(card: ModelCard, path: Path) -> Path:
+    """perf_analyzer's --input-data: the rows `_inputs` gives every system (it batches copies of each)."""
+    rows = _inputs(card, 16)
+    name = card.inputs[0].name
+    entries = [{name: {"content": row.ravel().tolist(), "shape": list(row.shape)}} for row in rows]
+    path.write_text(json.dumps({"data": entries}))
+    return path
+
+
+def run_perf_analyzer(system: str, server: ServerProcess, card: ModelCard, grid: Grid, report: Report, workdir: Path):
+    """Every (batch, concurrency) cell through perf_analyzer: three windows of `grid.seconds / 3` each at one
+    concurrency (it reports their average once the last three are within 100 %, i.e. always after three)."""
+    data = _perf_analyzer_input(card, workdir / "perf_analyzer_data.json")
+    window_ms = max(100, round(grid.seconds * 1000 / 3))
+    for batch in grid.batches:
+        for concurrency in grid.concurrencies:
+            csv = workdir / f"{system}-b{batch}-c{concurrency}.csv"
+            command = [str(PERF_ANALYZER), "-m", card.name, "-u", server.address, "-i", "grpc", "-b", str(batch)]
+            command += [PERF_ANALYZER_MODES[system], "--concurrency-range", f"{concurrency}:{concurrency}"]
+            command += ["--input-data", str(data), "--shared-memory", "none", "--measurement-interval", str(window_ms)]
+            command += ["--stability-percentage", "100", "--max-trials", "3", "-f", str(csv)]
+            pids = server.tree()
+            cpu0, children0 = _cpu_seconds(pids), _children_cpu()
+            run = subprocess.run(command, capture_output=True, text=True, timeout=60 + 20 * grid.seconds)
+            cpu, loadgen = _cpu_seconds(pids) - cpu0, _children_cpu() - children0
+            if run.returncode != 0 or not csv.exists():
+                report.unavailable[system] = _reason(RuntimeError(run.stdout + run.stderr))
+                print(f"{system} failed: {report.unavailable[system]}", flush=True)
+                return
+            row = dict(zip(*[line.split(",") for line in csv.read_text().splitlines()[:2]], strict=True))
+            rows_per_s = float(row["Inferences/Second"])
+            seconds = 3 * window_ms / 1000
+            requests = round(rows_per_s / batch * seconds)
+            cell = Cell(
+                system=system,
+                batch=batch,
+                concurrency=concurrency,
+                requests=requests,
+                rows=requests * batch,
+                seconds=seconds,
+                rows_per_s=rows_per_s,
+                requests_per_s=rows_per_s / batch,
+                p50_ms=float(row["p50 latency"]) / 1e3,  # perf_analyzer writes microseconds
+                p99_ms=float(row["p99 latency"]) / 1e3,
+                server_cpu_s=cpu,
+                server_cpu_s_per_mrows=cpu / max(requests * batch, 1) * 1e6,
+                server_peak_rss_mb=_peak_rss_mb(server.tree()),
+                loadgen_cpu_s=loadgen,
+                loadgen_cores=loadgen / seconds,
+                errors=0,
+            )
+            report.cells.append(cell)
+            _progress(cell)
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def _calsurr_command(
     repo: Path, port: int, threads: int, providers: list[str], batching: bool, extra: tuple[str, ...] = ()
 ) -> list[str]:
@@ -424,7 +491,7 @@ def run_calsurr(
 ) -> None:
     """One server with batching for unary, stream and tritonclient; a second without, for unary."""
     for batching, all_systems in (
-        (True, ("calsurr_unary", "calsurr_stream", "calsurr_triton")),
+        (True, ("calsurr_unary", "calsurr_stream", "calsurr_triton", *PERF_ANALYZER_MODES)),
         (False, ("calsurr_nobatch",)),
     ):
         systems = [s for s in all_systems if s in wanted]
@@ -436,6 +503,9 @@ def run_calsurr(
         with ServerProcess(command, port, card.name, log, env={"PYTHONPATH": str(ROOT)}) as server:
             report.servers["calsurr" if batching else "calsurr_nobatch"] = {"loaded_rss_mb": server.loaded_rss_mb}
             for system in systems:
+                if system in PERF_ANALYZER_MODES:
+                    run_perf_analyzer(system, server, card, grid, report, workdir)
+                    continue
                 kind = system.removeprefix("calsurr_")
                 asyncio.run(_drive(system, server, card, grid, report, kind=kind))
 
@@ -781,7 +851,8 @@ def main(argv: list[str] | None = None) -> int:
                 "cell_seconds": grid.seconds,
                 "batches": grid.batches,
                 "concurrencies": grid.concurrencies,
-                "load_generator": "asyncio in the benchmark process (grpc.aio), closed loop",
+                "load_generator": "asyncio in the benchmark process (grpc.aio), closed loop; perf_analyzer "
+                "(C++, its own process) for the calsurr_perfanalyzer systems",
                 "systems": [s for s in ALL_SYSTEMS if s in systems],
             },
         )
@@ -789,7 +860,12 @@ def main(argv: list[str] | None = None) -> int:
         options = RuntimeOptions(providers=tuple(providers), intra_op_threads=args.threads)
         if "limit" in systems:
             run_limit(model_dir, card, options, grid, report)
-        calsurr_systems = systems & {"calsurr_unary", "calsurr_stream", "calsurr_triton", "calsurr_nobatch"}
+        if systems & set(PERF_ANALYZER_MODES) and not PERF_ANALYZER.exists():
+            for system in PERF_ANALYZER_MODES:
+                if system in systems:
+                    report.unavailable[system] = f"{PERF_ANALYZER} missing: run scripts/install_perf_analyzer.sh"
+            systems -= set(PERF_ANALYZER_MODES)
+        calsurr_systems = systems & set(CALSURR_SYSTEMS)
         if calsurr_systems:
             serve_args = tuple(args.serve_arg)
             run_calsurr(repo, card, grid, report, workdir, args.threads, providers, calsurr_systems, serve_args)

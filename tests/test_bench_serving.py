@@ -11,7 +11,15 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SERVING = ROOT / "bench" / "serving.py"
-QUICK_SYSTEMS = ["limit", "calsurr_unary", "calsurr_stream", "calsurr_triton", "calsurr_nobatch"]
+QUICK_SYSTEMS = [
+    "limit",
+    "calsurr_unary",
+    "calsurr_stream",
+    "calsurr_triton",
+    "calsurr_perfanalyzer",
+    "calsurr_perfanalyzer_stream",
+    "calsurr_nobatch",
+]
 POSITIVE = ("requests", "rows_per_s", "requests_per_s", "p50_ms", "p99_ms", "server_cpu_s_per_mrows", "loadgen_cpu_s")
 
 
