@@ -12,11 +12,20 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from calsurr import offline
+from calsurr.offline import fail
 
 if TYPE_CHECKING:
     from calsurr.training.data import PhaseSpaceDomain
 
-app = typer.Typer(help="Calibrated neural-network surrogates: train, export, serve.", no_args_is_help=True)
+# Plain click output: an error is one line "Error: ..." (a usage error of click's own parser adds the usage
+# above it), never a panel; help text shows "[default: ...]" as written; an unexpected exception, a bug, prints
+# Python's own traceback rather than a panel of locals. A user's mistake exits 2, a failure of the work 1.
+app = typer.Typer(
+    help="Calibrated neural-network surrogates: train, export, serve.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    pretty_exceptions_enable=False,
+)
 
 
 @app.command()
@@ -156,6 +165,7 @@ def serve(
     All are checked before anything starts; an error names the setting.
     """
     from pydantic import ValidationError
+    from pydantic_settings import SettingsError
 
     from calsurr.service.config import ConfigFileError, ServerSettings, describe_errors
     from calsurr.service.logs import configure_logging
@@ -188,9 +198,11 @@ def serve(
     try:
         settings = ServerSettings.load(config, **{k: v for k, v in given.items() if v is not None})
     except ConfigFileError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--config") from None
+        fail(f"--config: {exc}")
     except ValidationError as exc:
-        raise typer.BadParameter(describe_errors(exc)) from None
+        fail(f"invalid setting {describe_errors(exc).replace('Value error, ', '')}; see `calsurr serve --help`")
+    except SettingsError as exc:  # a CALSURR_* variable pydantic-settings cannot parse
+        fail(f"invalid setting: {exc}; see `calsurr serve --help`")
     configure_logging(settings.log_level, settings.log_format)
     try:
         run_server(settings)
@@ -201,21 +213,36 @@ def serve(
 
 @app.command()
 def demo(
-    workdir: Annotated[Path | None, typer.Option(help="where the model repository goes [default: a temp dir]")] = None,
+    workdir: Annotated[
+        Path | None,
+        typer.Option(help="where the model repository goes; a rerun publishes the next version [default: a temp dir]"),
+    ] = None,
     events: Annotated[int, typer.Option(help="gg -> gg events generated (70 % train)")] = 20_000,
     members: Annotated[int, typer.Option(help="ensemble members")] = 4,
     epochs: Annotated[int, typer.Option(help="maximum training epochs")] = 150,
-    rows: Annotated[int, typer.Option(help="phase-space points printed")] = 10,
+    rows: Annotated[int, typer.Option(min=0, help="phase-space points printed")] = 10,
     seed: Annotated[int, typer.Option(help="seed of data, initialisation and shuffling")] = 0,
 ) -> None:
     """Train a small gg -> gg deep ensemble, export it, serve it, query it, print predictions."""
-    from calsurr.demo import run_demo
+    if workdir is not None:
+        for folder in (workdir, workdir / "repository", workdir / "repository" / "gg_gg"):
+            offline.check_folder(folder, "--workdir")
+    from pydantic import ValidationError
+
     from calsurr.training.fit import FitConfig
     from calsurr.training.pipeline import TrainingConfig
 
-    config = TrainingConfig(
-        process="gg_gg", n_events=events, members=members, seed=seed, fit=FitConfig(epochs=epochs, seed=seed)
-    )
+    options = {"n_events": "--events", "members": "--members", "seed": "--seed", "epochs": "--epochs"}
+    try:
+        config = TrainingConfig(
+            process="gg_gg", n_events=events, members=members, seed=seed, fit=FitConfig(epochs=epochs, seed=seed)
+        )
+    except ValidationError as exc:  # FitConfig's errors name epochs and seed, TrainingConfig's its own fields
+        fail(offline.describe_validation(exc, options))
+    if workdir is not None:
+        offline.make_folder(workdir / "repository", "--workdir")
+    from calsurr.demo import run_demo
+
     run_demo(config, workdir, rows)
 
 
@@ -230,7 +257,7 @@ def _phase_space_domain(cuts: dict[str, float]) -> PhaseSpaceDomain:
     except ValidationError as exc:
         error = exc.errors()[0]
         option = {"sqrt_s_gev": "--sqrt-s", "min_sij_over_s": "--min-sij-over-s"}[str(error["loc"][0])]
-        raise typer.BadParameter(error["msg"], param_hint=option) from None
+        fail(f"{option} {error['input']}: {error['msg']}")
 
 
 @app.command()
@@ -242,6 +269,7 @@ def generate(
     seed: Annotated[int, typer.Option(min=0, help="seed of the events (and, independently, of the noise)")] = 0,
     sqrt_s: Annotated[float | None, typer.Option(help="partonic CM energy in GeV [default: 1000]")] = None,
     min_sij_over_s: Annotated[float | None, typer.Option(help="cut: every s_ij > X s [default: 0.01]")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="replace an existing --out file")] = False,
 ) -> None:
     """Generate a dataset file: phase-space points with exact |M|^2, or calorimeter clusters with R = E_EM/E_dep."""
     from rich.console import Console
@@ -265,20 +293,19 @@ def generate(
 
     known = [*PROCESSES, CALORIMETER_PROCESS]
     if process not in known:
-        raise typer.BadParameter(f"expected one of {', '.join(known)}, got '{process}'", param_hint="PROCESS")
-    try:
-        fmt = file_format(out)
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--out") from None
+        fail(f"PROCESS: expected one of {', '.join(known)}, got '{process}'")
     if noise is not None:
         try:
             check_relative_noise(noise)
         except ValueError as exc:
-            raise typer.BadParameter(str(exc), param_hint="--noise") from None
+            fail(f"--noise: {exc}")
     cuts = {k: v for k, v in {"sqrt_s_gev": sqrt_s, "min_sij_over_s": min_sij_over_s}.items() if v is not None}
     if process == CALORIMETER_PROCESS and cuts:
-        raise typer.BadParameter("--sqrt-s and --min-sij-over-s apply to amplitude processes only")
+        fail("--sqrt-s and --min-sij-over-s apply to amplitude processes only, not to calorimeter")
     domain = None if process == CALORIMETER_PROCESS else _phase_space_domain(cuts)
+    offline.check_output_file(out, "--out", overwrite)
+    fmt = file_format(out)
+    offline.make_folder(out.parent, "--out")
 
     console = Console()
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
@@ -292,8 +319,10 @@ def generate(
             noise=noise,
             progress=lambda done: progress.update(task, completed=done),
         )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    write_dataset(out, dataset)
+    try:
+        write_dataset(out, dataset)
+    except OSError as exc:
+        fail(f"could not write --out {out} ({exc})", offline.FAILED)
     level = f", relative noise {noise:g} injected" if noise is not None else ""
     console.print(f"wrote {len(dataset)} {process} events to {out} ({fmt}){level}")
 

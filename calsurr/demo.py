@@ -10,6 +10,7 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
+from calsurr.offline import published_versions
 from calsurr.service.client import InferenceClient
 from calsurr.service.config import ServerSettings
 from calsurr.service.server import BackgroundServer
@@ -46,11 +47,17 @@ def _points_table(momenta: np.ndarray, truth: np.ndarray, prediction) -> Table:
     return table
 
 
-def run_demo(config: TrainingConfig, workdir: Path | None, rows: int) -> None:
+def run_demo(config: TrainingConfig, workdir: Path | None, rows: int) -> int:
+    """Train, export, serve, query and print; returns the version published. A `workdir` whose repository
+    already holds versions of the model (an earlier run) gets the next one: versions are immutable."""
     console = Console(width=None if Console().is_terminal else 120)
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="calsurr-demo-") as tmp:
         repo = (workdir or Path(tmp)) / "repository"
+        versions = published_versions(repo / MODEL_NAME)
+        version = max(versions, default=0) + 1
+        if versions:
+            console.print(f"{repo / MODEL_NAME} has versions {versions}; this run publishes version {version}")
         console.rule(f"1/4 train: {config.members}-member deep ensemble on {config.n_events} {config.process} events")
         run = train_surrogate(config)
         raw, cal = run.uncalibrated, run.calibration
@@ -61,15 +68,15 @@ def run_demo(config: TrainingConfig, workdir: Path | None, rows: int) -> None:
         )
 
         console.rule("2/4 export: the whole function to ONNX, checked against torch")
-        folder = export_to_repository(run, repo, MODEL_NAME, version=1)
+        folder = export_to_repository(run, repo, MODEL_NAME, version=version)
         console.print(f"wrote {folder}/model.onnx and card.json")
 
         console.rule("3/4 serve: gRPC (Open Inference Protocol) on a free loopback port")
         with BackgroundServer(ServerSettings(repo=repo, host="127.0.0.1", port=0, metrics_port=0)) as server:
             console.print(f"serving on {server.address}")
-            console.rule("4/4 query through the Python client")
+            console.rule(f"4/4 query version {version} through the Python client")
             with InferenceClient(server.address) as client:
-                prediction = client.predict(MODEL_NAME, run.test.momenta)
+                prediction = client.predict(MODEL_NAME, run.test.momenta, version=str(version))
         test = run.test
         console.print(_points_table(test.momenta[:rows], test.target[:rows], prediction[:rows]))
         report = calibration_report(prediction.mean, prediction.sigma_tot, test.target)
@@ -80,3 +87,4 @@ def run_demo(config: TrainingConfig, workdir: Path | None, rows: int) -> None:
             f"68 % interval covers {100 * report.coverage_68:.0f} %, 95 % covers {100 * report.coverage_95:.0f} %"
         )
     console.print(f"demo finished in {time.perf_counter() - started:.1f} s")
+    return version

@@ -6,7 +6,7 @@ The output file holds the input columns, the target when the input had one, and 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -18,25 +18,55 @@ from calsurr.service.runtime import OnnxModel
 from calsurr.training.data import Dataset, read_dataset, write_dataset
 
 DEFAULT_CHUNK_ROWS = 16_384  # rows per run or request: ~2 MB of gg -> ggg momenta, well under gRPC limits
+NUMPY_DTYPES = {"FP32": np.float32, "FP64": np.float64}
 
 Runner = Callable[[np.ndarray], dict[str, np.ndarray]]
+
+
+def input_mismatch(shape: Sequence[int], inputs: np.ndarray) -> str | None:
+    """Why `inputs` (a batch) do not fit a model input of `shape` (-1: any size), or None when they do."""
+    expected = tuple(int(d) for d in shape[1:])
+    got = tuple(inputs.shape[1:])
+    if len(expected) == len(got) and all(e in (-1, g) for e, g in zip(expected, got)):
+        return None
+    return f"the model takes inputs of shape {[-1, *expected]}, the file holds {[-1, *got]}"
+
+
+def _cast(rows: np.ndarray, datatype: str) -> np.ndarray:
+    """Rows in the datatype of the graph's input (an `--fp32` export takes float32)."""
+    return rows.astype(NUMPY_DTYPES.get(datatype, np.float64), copy=False)
 
 
 def in_process_runner(model_dir: Path) -> tuple[Runner, ModelCard]:
     card = ModelCard.read(Path(model_dir) / CARD_FILENAME)
     model = OnnxModel(Path(model_dir) / MODEL_FILENAME, card)
-    name = card.inputs[0].name
-    return (lambda rows: model.run({name: rows}, list(UNCERTAINTY_OUTPUTS))), card
+    spec = card.inputs[0]
+    return (lambda rows: model.run({spec.name: _cast(rows, spec.datatype)}, list(UNCERTAINTY_OUTPUTS))), card
 
 
-def server_runner(address: str, model: str, version: str = "") -> tuple[Runner, InferenceClient]:
+def server_runner(address: str, model: str, version: str = "") -> tuple[Runner, InferenceClient, tuple[int, ...]]:
+    """A runner through the server at `address`, its client (to close), and the model input's shape."""
     client = InferenceClient(address)
-    name = client.model_metadata(model, version).inputs[0].name
+    try:
+        spec = client.model_metadata(model, version).inputs[0]
+    except BaseException:
+        client.close()
+        raise
 
     def run(rows: np.ndarray) -> dict[str, np.ndarray]:
-        return client.infer(model, {name: rows}, version, list(UNCERTAINTY_OUTPUTS))[0]
+        return client.infer(model, {spec.name: _cast(rows, spec.datatype)}, version, list(UNCERTAINTY_OUTPUTS))[0]
 
-    return run, client
+    return run, client, tuple(spec.shape)
+
+
+def served_model(model_dir: Path | None, model_name: str | None) -> tuple[str, str]:
+    """The model name and version (empty: the newest ready) to ask a server for: `model_name`, else the
+    `<model>` and `<version>` of a `<repo>/<model>/<version>` folder."""
+    name = model_name or (Path(model_dir).parent.name if model_dir else None)
+    if not name:
+        raise ValueError("with --server, name the model: --model-name NAME (or --model <repo>/<name>/<version>)")
+    version = Path(model_dir).name if model_dir and Path(model_dir).name.isdigit() else ""
+    return name, version
 
 
 def predict_dataset(dataset: Dataset, run: Runner, chunk_rows: int = DEFAULT_CHUNK_ROWS, progress: bool = True):
@@ -67,20 +97,26 @@ def predict_file(
 
     In-process from `model_dir` (a `<repo>/<model>/<version>` folder), or through `server` (HOST:PORT) for
     `model_name`, or for the model and version that `model_dir` names when only the server is given.
+    Raises ValueError when the data do not fit the model. (`calsurr predict` checks the same before it starts.)
     """
     dataset = read_dataset(data_path)
     if server is None:
         if model_dir is None:
             raise ValueError("give --model (an exported model folder) or --server with a model name")
-        run, _ = in_process_runner(model_dir)
+        run, card = in_process_runner(model_dir)
+        _check_fit(card.inputs[0].shape, dataset)
         predictions = predict_dataset(dataset, run, chunk_rows, progress)
     else:
-        name = model_name or (Path(model_dir).parent.name if model_dir else None)
-        if name is None:
-            raise ValueError("with --server, name the model (--model-name, or --model <repo>/<model>/<version>)")
-        version = Path(model_dir).name if model_dir and Path(model_dir).name.isdigit() else ""
-        run, client = server_runner(server, name, version)
+        name, version = served_model(model_dir, model_name)
+        run, client, shape = server_runner(server, name, version)
         with client:
+            _check_fit(shape, dataset)
             predictions = predict_dataset(dataset, run, chunk_rows, progress)
     write_dataset(out_path, dataset, extra_columns=predictions)
     return predictions
+
+
+def _check_fit(shape: Sequence[int], dataset: Dataset) -> None:
+    problem = input_mismatch(shape, dataset.inputs)
+    if problem:
+        raise ValueError(problem)

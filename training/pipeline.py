@@ -13,13 +13,14 @@ from pathlib import Path
 import numpy as np
 import torch
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from calsurr.service.card import CalibrationReport
 from calsurr.training import data
 from calsurr.training.calibration import calibration_report, fit_recalibration_factor
 from calsurr.training.fit import FitConfig, FitHistory, Method, fit_network
 from calsurr.training.models import StackedMLP, VariationalMLP
+from calsurr.training.physics.processes import PROCESSES
 from calsurr.training.surrogate import InvariantFeatures, Standardisation, Surrogate
 
 # train, validation (early stopping), calibration (recalibration factor), test (calibration report)
@@ -43,7 +44,15 @@ class TrainingConfig(BaseModel):
     prior_sigma: float = Field(default=1.0, gt=0, description="Bayesian network: width of the weight prior")
     fit: FitConfig = FitConfig()
     recalibrate: bool = Field(default=True, description="scale sigma so calibration-split pulls have unit RMS")
-    seed: int = 0
+    seed: int = Field(default=0, ge=0, description="seed of generated data, split and initialisation")
+
+    @field_validator("process")
+    @classmethod
+    def _known_process(cls, value: str) -> str:
+        known = (*PROCESSES, CALORIMETER)
+        if value not in known:
+            raise ValueError(f"expected one of {', '.join(known)}, got '{value}'")
+        return value
 
     @classmethod
     def from_yaml(cls, path: Path) -> TrainingConfig:
