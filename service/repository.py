@@ -232,8 +232,8 @@ class ModelRepository:
             if newest is None:
                 raise ModelNotFound(f"model '{name}' has no ready version; failed: {entry.failed}")
             return entry.ready[newest]
-        if not version.isdigit() or int(version) not in entry.ready:
-            failure = entry.failed.get(int(version)) if version.isdigit() else None
+        if not _is_version(version) or int(version) not in entry.ready:
+            failure = entry.failed.get(int(version)) if _is_version(version) else None
             detail = f" (failed to load: {failure})" if failure else ""
             raise ModelNotFound(
                 f"model '{name}' has no ready version '{version}'{detail}; ready versions: {sorted(entry.ready)} "
@@ -617,7 +617,12 @@ def _versions_on_disk(folder: Path) -> list[int]:
         names = [p.name for p in folder.iterdir() if p.is_dir()]
     except OSError:
         return []
-    return sorted(int(n) for n in names if n.isdigit() and not n.startswith("0"))
+    return sorted(int(n) for n in names if _is_version(n) and not n.startswith("0"))
+
+
+def _is_version(text: str) -> bool:
+    """ASCII digits only: str.isdigit() also accepts "²" or "٣", on which int() fails or means another number."""
+    return text.isascii() and text.isdigit()
 
 
 def _fingerprint(folder: Path) -> Fingerprint | None:

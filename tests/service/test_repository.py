@@ -214,3 +214,18 @@ def test_load_and_unload_by_name_and_the_index(repo):
     index = repository.index()
     assert index[0] == IndexEntry(TINY_MODEL, "1", "READY")
     assert index[1].version == "2" and index[1].state == "UNAVAILABLE" and "failed to load" in index[1].reason
+
+
+@pytest.mark.parametrize("version", ["²", "٣", "1.0", "-1", "v1"])
+def test_a_version_that_is_not_ascii_digits_is_not_found_not_a_crash(repo, version):
+    repository = ModelRepository(repo)
+    repository.load_all()
+    with pytest.raises(ModelNotFound, match="has no ready version"):
+        repository.get(TINY_MODEL, version)
+
+
+def test_a_folder_named_with_other_digits_is_not_a_version(repo):
+    shutil.copytree(repo / TINY_MODEL / "1", repo / TINY_MODEL / "²")
+    repository = ModelRepository(repo)
+    repository.load_all()
+    assert sorted(repository.entry(TINY_MODEL).ready) == [1] and not repository.entry(TINY_MODEL).failed
