@@ -149,6 +149,34 @@ def serve(
             "reported and never replace a working one; 0 off (env CALSURR_REPOSITORY_POLL_SECONDS; default 0)"
         ),
     ] = None,
+    tls_cert: Annotated[
+        Path | None,
+        typer.Option(
+            help="PEM certificate chain: serve gRPC over TLS, with --tls-key; rotated files reach new connections "
+            "without a restart (env CALSURR_TLS_CERT)"
+        ),
+    ] = None,
+    tls_key: Annotated[Path | None, typer.Option(help="PEM private key of --tls-cert (env CALSURR_TLS_KEY)")] = None,
+    tls_client_ca: Annotated[
+        Path | None,
+        typer.Option(help="PEM CA: require client certificates it signed, mutual TLS (env CALSURR_TLS_CLIENT_CA)"),
+    ] = None,
+    metrics_tls: Annotated[
+        bool | None,
+        typer.Option(
+            "--metrics-tls/--no-metrics-tls",
+            help="serve /metrics over HTTPS with the same certificate and client CA (env CALSURR_METRICS_TLS; "
+            "default off)",
+        ),
+    ] = None,
+    auth_tokens: Annotated[
+        Path | None,
+        typer.Option(
+            help="token file of 'ROLE sha256:HEX' lines (`calsurr token new`): every RPC but health checks needs "
+            "'authorization: Bearer <token>' of its role, infer or admin; re-read when it changes "
+            "(env CALSURR_AUTH_TOKENS)"
+        ),
+    ] = None,
     log_level: Annotated[
         str | None,
         typer.Option(help="debug, info, warning or error (env CALSURR_LOG_LEVEL; default info)"),
@@ -192,6 +220,11 @@ def serve(
         "grace_seconds": grace_seconds,
         "version_policy": version_policy,
         "repository_poll_seconds": repository_poll_seconds,
+        "tls_cert": tls_cert,
+        "tls_key": tls_key,
+        "tls_client_ca": tls_client_ca,
+        "metrics_tls": metrics_tls,
+        "auth_tokens": auth_tokens,
         "log_level": log_level,
         "log_format": log_format,
     }
@@ -329,6 +362,30 @@ def generate(
 
 for command in (offline.train, offline.export, offline.report, offline.predict):
     app.command()(command)
+
+token_app = typer.Typer(help="Bearer tokens for `calsurr serve --auth-tokens FILE`.", no_args_is_help=True)
+app.add_typer(token_app, name="token")
+
+
+@token_app.command("new")
+def token_new(
+    role: Annotated[str, typer.Option(help="infer (inference, metadata, the card) or admin (also repository, stats)")],
+    file: Annotated[Path, typer.Option(help="token file to append the token's hash to (created, mode 0600)")],
+) -> None:
+    """Make a token: its hash is appended to FILE, the token itself printed once, alone on standard output
+    (`TOKEN=$(calsurr token new --role infer --file tokens)`); a running server picks it up within a second."""
+    from calsurr.service.auth import ROLES, TokenFileError, new_token
+
+    if role not in ROLES:
+        fail(f"--role must be one of {', '.join(ROLES)}, got '{role}'")
+    try:
+        token = new_token(role, file)
+    except TokenFileError as exc:
+        fail(f"--file: {exc}")
+    except OSError as exc:
+        fail(f"--file {file}: cannot write ({exc.strerror or exc})", offline.FAILED)
+    typer.echo(f"appended a {role} token's hash to {file}; the token is printed once, on standard output", err=True)
+    typer.echo(token)
 
 
 def main() -> None:

@@ -72,7 +72,8 @@ def run_demo(config: TrainingConfig, workdir: Path | None, rows: int) -> int:
         console.print(f"wrote {folder}/model.onnx and card.json")
 
         console.rule("3/4 serve: gRPC (Open Inference Protocol) on a free loopback port")
-        with BackgroundServer(ServerSettings(repo=repo, host="127.0.0.1", port=0, metrics_port=0, version_policy="latest")) as server:
+        settings = ServerSettings(repo=repo, host="127.0.0.1", port=0, metrics_port=0, version_policy="latest")
+        with BackgroundServer(settings) as server:
             console.print(f"serving on {server.address}")
             console.rule(f"4/4 query version {version} through the Python client")
             with InferenceClient(server.address) as client:

@@ -25,6 +25,7 @@ import random
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TypeVar
 
 import grpc
@@ -102,6 +103,42 @@ class RetryPolicy:
             ("grpc.initial_reconnect_backoff_ms", max(1, round(self.initial_backoff * 1000))),
             ("grpc.max_reconnect_backoff_ms", max(1, round(self.max_backoff * 1000))),
         ]
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """What a client presents to a secured server. TLS when `root_certificates` (PEM of the CA that signed the
+    server's certificate) is set; mutual TLS with `certificate_chain` and `private_key` (PEM) too; `token` is
+    sent on every call as `authorization: Bearer <token>` (over plaintext too, where a site network allows)."""
+
+    root_certificates: bytes | None = None
+    certificate_chain: bytes | None = None
+    private_key: bytes | None = None
+    token: str | None = None
+
+    @classmethod
+    def from_files(
+        cls, ca: str | Path | None = None, cert: str | Path | None = None, key: str | Path | None = None, **kwargs
+    ) -> Credentials:
+        """PEM files by path (CA, client certificate, client key); `token=` as in the constructor."""
+        read = lambda path: None if path is None else Path(path).read_bytes()  # noqa: E731
+        return cls(read(ca), read(cert), read(key), **kwargs)
+
+    def __post_init__(self) -> None:
+        if (self.certificate_chain is None) != (self.private_key is None):
+            raise ValueError("a client certificate needs its key, and a key its certificate")
+        if self.certificate_chain is not None and self.root_certificates is None:
+            raise ValueError("a client certificate (mutual TLS) needs root_certificates to trust the server")
+
+    @property
+    def tls(self) -> bool:
+        return self.root_certificates is not None
+
+    def channel_credentials(self) -> grpc.ChannelCredentials:
+        return grpc.ssl_channel_credentials(self.root_certificates, self.private_key, self.certificate_chain)
+
+    def metadata(self) -> tuple[tuple[str, str], ...]:
+        return (("authorization", f"Bearer {self.token}"),) if self.token else ()
 
 
 def _channel_options(retry: RetryPolicy) -> list[tuple[str, int]]:
@@ -209,9 +246,21 @@ class InferenceClient:
     """Blocking client. `timeout`: default deadline of each call in seconds (None: no deadline);
     `retry`: how calls that end UNAVAILABLE are retried. `retries` counts the retries made so far."""
 
-    def __init__(self, address: str, timeout: float | None = 30.0, retry: RetryPolicy | None = None):
+    def __init__(
+        self,
+        address: str,
+        timeout: float | None = 30.0,
+        retry: RetryPolicy | None = None,
+        credentials: Credentials | None = None,
+    ):
         self.retry = retry or RetryPolicy()
-        self._channel = grpc.insecure_channel(address, options=_channel_options(self.retry))
+        credentials = credentials or Credentials()
+        self._metadata = credentials.metadata()
+        options = _channel_options(self.retry)
+        if credentials.tls:
+            self._channel = grpc.secure_channel(address, credentials.channel_credentials(), options=options)
+        else:
+            self._channel = grpc.insecure_channel(address, options=options)
         self._stub = pb_grpc.GRPCInferenceServiceStub(self._channel)
         self._cards = card_pb_grpc.ModelCardServiceStub(self._channel)
         self.timeout = timeout
@@ -232,7 +281,7 @@ class InferenceClient:
         attempts = _Attempts(self.retry, self.timeout if timeout is None else timeout, type(request).__name__)
         while True:
             try:
-                return method(request, timeout=attempts.remaining())
+                return method(request, timeout=attempts.remaining(), metadata=self._metadata)
             except grpc.RpcError as error:
                 pause = attempts.pause_after(error)
                 if pause is None:
@@ -311,7 +360,7 @@ class InferenceClient:
         """
         name = input_name or self._input_name(model, version, timeout)
         requests = (_stream_request(model, x, name, version, i) for i, x in enumerate(batches))
-        responses = self._stub.ModelStreamInfer(requests, timeout=timeout)
+        responses = self._stub.ModelStreamInfer(requests, timeout=timeout, metadata=self._metadata)
         try:
             for index, response in enumerate(responses):
                 yield _stream_prediction(index, response)
@@ -323,9 +372,21 @@ class AsyncInferenceClient:
     """The asyncio client on grpc.aio, with the methods of InferenceClient as coroutines. Create it inside
     the event loop that uses it (`async with AsyncInferenceClient(address) as client:`)."""
 
-    def __init__(self, address: str, timeout: float | None = 30.0, retry: RetryPolicy | None = None):
+    def __init__(
+        self,
+        address: str,
+        timeout: float | None = 30.0,
+        retry: RetryPolicy | None = None,
+        credentials: Credentials | None = None,
+    ):
         self.retry = retry or RetryPolicy()
-        self._channel = grpc.aio.insecure_channel(address, options=_channel_options(self.retry))
+        credentials = credentials or Credentials()
+        self._metadata = credentials.metadata()
+        options = _channel_options(self.retry)
+        if credentials.tls:
+            self._channel = grpc.aio.secure_channel(address, credentials.channel_credentials(), options=options)
+        else:
+            self._channel = grpc.aio.insecure_channel(address, options=options)
         self._stub = pb_grpc.GRPCInferenceServiceStub(self._channel)
         self._cards = card_pb_grpc.ModelCardServiceStub(self._channel)
         self.timeout = timeout
@@ -345,7 +406,7 @@ class AsyncInferenceClient:
         attempts = _Attempts(self.retry, self.timeout if timeout is None else timeout, type(request).__name__)
         while True:
             try:
-                return await method(request, timeout=attempts.remaining())
+                return await method(request, timeout=attempts.remaining(), metadata=self._metadata)
             except grpc.RpcError as error:
                 pause = attempts.pause_after(error)
                 if pause is None:
@@ -430,7 +491,7 @@ class AsyncInferenceClient:
                 for index, x in enumerate(batches):
                     yield _stream_request(model, x, name, version, index)
 
-        call = self._stub.ModelStreamInfer(requests(), timeout=timeout)
+        call = self._stub.ModelStreamInfer(requests(), timeout=timeout, metadata=self._metadata)
         try:
             index = 0
             async for response in call:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
-from pydantic import DirectoryPath, Field, ValidationError, field_validator
+from pydantic import DirectoryPath, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -21,6 +21,7 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
+from calsurr.service.auth import parse_token_file
 from calsurr.service.batcher import (
     DEFAULT_INLINE_MAX_ROWS,
     DEFAULT_MAX_BATCH_SIZE,
@@ -31,6 +32,7 @@ from calsurr.service.batcher import (
 )
 from calsurr.service.repository import RepositoryPolicy
 from calsurr.service.runtime import PREFERRED_PROVIDERS, RuntimeOptions
+from calsurr.service.tls import TlsFiles, check_tls_files
 
 DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024  # 64 MiB: ~800k gg->ggg events of FP64 momenta per request
 DEFAULT_METRICS_PORT = 8002  # Triton's metrics port, so dashboards and scrape configs carry over
@@ -105,8 +107,42 @@ class ServerSettings(BaseSettings):
         ge=0,
         description="seconds between scans of the repository for new, changed, deleted versions; 0: off",
     )
+    tls_cert: Path | None = Field(
+        default=None, description="PEM certificate chain: serve gRPC over TLS (with tls_key); followed on disk"
+    )
+    tls_key: Path | None = Field(default=None, description="PEM private key of tls_cert")
+    tls_client_ca: Path | None = Field(
+        default=None, description="PEM CA: clients must present a certificate it signed (mutual TLS)"
+    )
+    metrics_tls: bool = Field(
+        default=False, description="serve /metrics over HTTPS with the same certificate (and client CA)"
+    )
+    auth_tokens: Path | None = Field(
+        default=None,
+        description="token file ('ROLE sha256:HEX' lines, `calsurr token new`): every RPC but health checks "
+        "needs 'authorization: Bearer <token>' of its role (infer or admin); re-read when it changes",
+    )
     log_level: Literal["debug", "info", "warning", "error"] = Field(default="info", description="log threshold")
     log_format: Literal["text", "json"] = Field(default="text", description="'json': one JSON object per line")
+
+    @model_validator(mode="after")
+    def _security_files_usable(self) -> ServerSettings:
+        """TLS files and the token file are checked here, so a mistake stops the start naming the file."""
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("tls_cert and tls_key go together: give both to serve over TLS, or neither")
+        if self.tls_cert is None and (self.tls_client_ca is not None or self.metrics_tls):
+            raise ValueError("tls_client_ca and metrics_tls need tls_cert and tls_key")
+        if self.tls_files is not None:
+            check_tls_files(self.tls_files)
+        if self.auth_tokens is not None:
+            parse_token_file(self.auth_tokens)
+        return self
+
+    @property
+    def tls_files(self) -> TlsFiles | None:
+        if self.tls_cert is None or self.tls_key is None:
+            return None
+        return TlsFiles(self.tls_cert, self.tls_key, self.tls_client_ca)
 
     @field_validator("log_level", "log_format", mode="before")
     @classmethod
@@ -156,7 +192,10 @@ def describe_errors(exc: ValidationError) -> str:
     """One line per bad setting, named as in the YAML file: 'port: Input should be ... (got 70000)'."""
     lines = []
     for error in exc.errors():
-        field = ".".join(str(part) for part in error["loc"]) or "settings"
+        if not error["loc"]:  # a check across settings: its message names them
+            lines.append(error["msg"].removeprefix("Value error, "))
+            continue
+        field = ".".join(str(part) for part in error["loc"])
         got = f" (got {error['input']!r})" if error["type"] != "missing" else ""
         lines.append(f"{field}: {error['msg']}{got}")
     return "; ".join(lines)

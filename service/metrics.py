@@ -20,6 +20,7 @@ from prometheus_client.registry import Collector
 from calsurr.service import __version__
 from calsurr.service.repository import ModelRepository
 from calsurr.service.statistics import RunSeconds, StatisticsBook
+from calsurr.service.tls import TlsFiles
 
 log = logging.getLogger(__name__)
 
@@ -161,6 +162,13 @@ class ServerMetrics:
             [*MODEL_LABELS, "code"],
             registry=r,
         )
+        self.auth_failures = Counter(
+            f"{PREFIX}_auth_failures",
+            "calls refused by token auth, by reason: missing_token and unknown_token (UNAUTHENTICATED), "
+            "wrong_role (PERMISSION_DENIED)",
+            ["reason"],
+            registry=r,
+        )
         self.undecodable = Counter(
             f"{PREFIX}_undecodable_messages",
             "request messages that did not parse as their RPC's message type, by RPC (answered INVALID_ARGUMENT)",
@@ -246,10 +254,16 @@ class ServerMetrics:
 class MetricsEndpoint:
     """`/metrics` over HTTP on its own port, served by prometheus_client from a daemon thread."""
 
-    def __init__(self, metrics: ServerMetrics, host: str, port: int):
+    def __init__(self, metrics: ServerMetrics, host: str, port: int, tls: TlsFiles | None = None):
+        """With `tls`, HTTPS with the gRPC port's certificate; its client CA, if any, is required of scrapers."""
+        https = {}
+        if tls is not None:
+            https = {"certfile": str(tls.cert), "keyfile": str(tls.key)}
+            if tls.client_ca is not None:
+                https |= {"client_cafile": str(tls.client_ca), "client_auth_required": True}
         try:
             self._httpd: WSGIServer
-            self._httpd, self._thread = start_http_server(port, addr=host, registry=metrics.registry)
+            self._httpd, self._thread = start_http_server(port, addr=host, registry=metrics.registry, **https)
         except OSError as exc:
             raise OSError(
                 f"metrics port {host}:{port} unavailable ({exc}); choose another metrics_port, 0 for a free one, "
@@ -257,7 +271,7 @@ class MetricsEndpoint:
             ) from exc
         self.host = host
         self.port: int = self._httpd.server_address[1]
-        log.info("metrics on http://%s:%d/metrics", host, self.port)
+        log.info("metrics on %s://%s:%d/metrics", "https" if tls else "http", host, self.port)
 
     def close(self) -> None:
         self._httpd.shutdown()

@@ -14,6 +14,7 @@ from google.protobuf import descriptor_pool
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2
 
+from calsurr.service.auth import AuthInterceptor, TokenBook
 from calsurr.service.config import ServerSettings
 from calsurr.service.dataplane import DataPlane
 from calsurr.service.grpc_servicer import InferenceServicer, ModelCardServicer, add_servicer
@@ -22,6 +23,7 @@ from calsurr.service.protocol import calsurr_card_pb2 as card_pb
 from calsurr.service.protocol import grpc_service_pb2 as pb
 from calsurr.service.protocol import model_config_pb2 as model_config_pb
 from calsurr.service.repository import ModelRepository, RepositoryChange
+from calsurr.service.tls import RotatingServerCredentials
 
 log = logging.getLogger(__name__)
 INFERENCE_DESCRIPTOR = pb.DESCRIPTOR.services_by_name["GRPCInferenceService"]
@@ -83,7 +85,8 @@ async def start_server(settings: ServerSettings) -> RunningServer:
 
     repository.subscribe(count_load_failures)
     dataplane = DataPlane(repository, settings.batching_policy(), metrics)
-    endpoint = MetricsEndpoint(metrics, settings.host, settings.metrics_port) if settings.metrics else None
+    tls = settings.tls_files if settings.metrics_tls else None
+    endpoint = MetricsEndpoint(metrics, settings.host, settings.metrics_port, tls) if settings.metrics else None
     try:
         server, port = await _start_grpc(settings, dataplane)
     except BaseException:
@@ -108,7 +111,12 @@ async def _start_grpc(settings: ServerSettings, dataplane: DataPlane) -> tuple[g
         ("grpc.max_receive_message_length", settings.max_message_bytes),
         ("grpc.max_send_message_length", settings.max_message_bytes),
     ]
-    server = grpc.aio.server(options=options)
+    interceptors = []
+    if settings.auth_tokens is not None:
+        book = TokenBook(settings.auth_tokens)
+        interceptors.append(AuthInterceptor(book, lambda reason: dataplane.metrics.auth_failures.labels(reason).inc()))
+        log.info("token auth on: %d tokens in %s", len(book.grants()), settings.auth_tokens)
+    server = grpc.aio.server(options=options, interceptors=interceptors)
     add_servicer(InferenceServicer(dataplane), INFERENCE_DESCRIPTOR, server)
     add_servicer(ModelCardServicer(dataplane), CARD_DESCRIPTOR, server)
 
@@ -131,7 +139,13 @@ async def _start_grpc(settings: ServerSettings, dataplane: DataPlane) -> tuple[g
     reflection.enable_server_reflection(
         [INFERENCE_SERVICE, CARD_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME], server, pool=_reflection_pool()
     )
-    port = server.add_insecure_port(f"{settings.host}:{settings.port}")
+    address = f"{settings.host}:{settings.port}"
+    if settings.tls_files is None:
+        port = server.add_insecure_port(address)
+    else:
+        port = server.add_secure_port(address, RotatingServerCredentials(settings.tls_files).credentials())
+        mutual = " with client certificates (mTLS)" if settings.tls_client_ca else ""
+        log.info("gRPC over TLS%s, certificate %s", mutual, settings.tls_cert)
     if port == 0:
         raise OSError(f"could not bind {settings.host}:{settings.port}")
     await server.start()
@@ -160,7 +174,8 @@ async def serve_forever(settings: ServerSettings) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    metrics = f"; metrics on http://{settings.host}:{running.metrics_port}/metrics" if running.metrics_port else ""
+    scheme = "https" if settings.metrics_tls else "http"
+    metrics = f"; metrics on {scheme}://{settings.host}:{running.metrics_port}/metrics" if running.metrics_port else ""
     names = running.dataplane.repository.names()
     print(f"calsurr serving {names} on {settings.host}:{running.port}{metrics}", flush=True)
     await stop.wait()
