@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from calsurr import offline
+from calsurr.events.command import events as events_command
 from calsurr.offline import fail
 
 if TYPE_CHECKING:
@@ -362,6 +363,7 @@ def generate(
 
 for command in (offline.train, offline.export, offline.report, offline.predict):
     app.command()(command)
+app.command(name="events")(events_command)
 
 token_app = typer.Typer(help="Bearer tokens for `calsurr serve --auth-tokens FILE`.", no_args_is_help=True)
 app.add_typer(token_app, name="token")
