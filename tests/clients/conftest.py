@@ -1,0 +1,371 @@
+"""The clients under test (clients/, CMake): built once per source hash, and a live `calsurr serve` for them.
+
+Fixtures for every client test (C++, C, Fortran, OLP):
+- `client_build`: the build of clients/ for the sources as they are, in build/clients/<hash>/ (configured,
+  built with -j2, ctest run, installed into <hash>/prefix); reused while no file under clients/ or protos/ and
+  no compiler changes. `.program(name)` is a built program's path, `.library(name)` a built library's,
+  `.prefix` the install, `.ctest` what ctest said.
+- `served`: `calsurr serve` on the tiny gg_gg model (tests/conftest.py), `.address` and `.metrics_url`.
+- `reference`: onnxruntime in-process on the same model.onnx, the values the clients must equal bit for bit.
+- `run_driver(program, mode, address, ...)`: runs a test driver on momenta and reads back its outputs.
+
+A missing toolchain skips these tests, naming the Debian packages to install (scripts/install_client_toolchain.sh
+installs them as root), except under CI (CI=true), where it fails: CI must build the clients.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.conftest import TINY_MODEL
+
+ROOT = Path(__file__).resolve().parents[2]
+CLIENTS = ROOT / "clients"
+PROTOS = ROOT / "protos"
+BUILDS = ROOT / "build" / "clients"
+CALSURR = Path(sys.executable).with_name("calsurr")
+DEBIAN_PACKAGES = "cmake g++ libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler gfortran pkg-config"
+BUILD_JOBS = 2  # CI and the shared development hosts have two cores
+KEEP_BUILDS = 3  # older builds of other source hashes are removed
+GRPC_CONFIGS = (
+    "/usr/lib/*/cmake/grpc/gRPCConfig.cmake",
+    "/usr/lib/cmake/grpc/gRPCConfig.cmake",
+    "/usr/local/lib*/cmake/grpc/gRPCConfig.cmake",
+)
+OUTPUTS = ("mean", "sigma_stat", "sigma_syst", "sigma_tot")
+N_PARTICLES = 4  # gg -> gg
+SERVER_START_SECONDS = 60
+ROW_RTOL = 1e-13  # a few ulps: how far a row's value moves with the size of the batch it runs in
+
+
+def missing_toolchain() -> list[str]:
+    """What the C++ build needs and this host lacks (empty when all is there)."""
+    missing = [tool for tool in ("cmake", "c++", "protoc", "grpc_cpp_plugin") if shutil.which(tool) is None]
+    if not any(Path("/").glob(pattern.lstrip("/")) for pattern in GRPC_CONFIGS):
+        missing.append("gRPCConfig.cmake (libgrpc++-dev)")
+    if not Path("/usr/include/google/protobuf/message.h").exists() and not list(
+        Path("/usr/local/include").glob("google/protobuf/message.h")
+    ):
+        missing.append("protobuf headers (libprotobuf-dev)")
+    return missing
+
+
+def _tool_version(command: list[str]) -> str:
+    if shutil.which(command[0]) is None:
+        return f"{command[0]}: absent"
+    result = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    return (result.stdout + result.stderr).strip().splitlines()[0] if result.stdout + result.stderr else ""
+
+
+def source_hash() -> str:
+    """A hash of every file under clients/ and protos/ and of the tools that compile them."""
+    digest = hashlib.sha256()
+    for folder in (CLIENTS, PROTOS):
+        for path in sorted(p for p in folder.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
+            digest.update(str(path.relative_to(ROOT)).encode() + b"\0")
+            digest.update(path.read_bytes() + b"\0")
+    for command in (["c++", "--version"], ["cmake", "--version"], ["protoc", "--version"], ["gfortran", "--version"]):
+        digest.update(_tool_version(command).encode() + b"\0")
+    for pattern in GRPC_CONFIGS:
+        for config in sorted(Path("/").glob(pattern.lstrip("/"))):
+            version = config.with_name("gRPCConfigVersion.cmake")
+            digest.update(version.read_bytes() if version.exists() else str(config).encode())
+    return digest.hexdigest()[:16]
+
+
+@dataclass
+class ClientBuild:
+    """One build of clients/: its folders, what ctest said and how long each step took (seconds)."""
+
+    root: Path
+    build_dir: Path
+    prefix: Path
+    ctest: dict = field(default_factory=dict)
+    seconds: dict = field(default_factory=dict)
+    reused: bool = False
+
+    def program(self, name: str) -> Path:
+        """A program built in this build (build/bin/, else anywhere in the build tree)."""
+        direct = self.build_dir / "bin" / name
+        if direct.is_file():
+            return direct
+        found = [p for p in self.build_dir.rglob(name) if p.is_file() and os.access(p, os.X_OK)]
+        if not found:
+            raise FileNotFoundError(f"no program {name} in {self.build_dir}")
+        return found[0]
+
+    def library(self, name: str) -> Path:
+        """A shared library of this build by file name ("libcalsurr_olp.so"), from the install if there."""
+        for folder in (self.prefix / "lib", self.build_dir / "lib"):
+            if (folder / name).exists():
+                return folder / name
+        found = [p for p in self.build_dir.rglob(name) if p.is_file()]
+        if not found:
+            raise FileNotFoundError(f"no library {name} in {self.build_dir} or {self.prefix}")
+        return found[0]
+
+
+def _run_step(name: str, command: list[str], log: Path, timings: dict, check: bool = True):
+    start = time.monotonic()
+    with log.open("a") as output:
+        output.write(f"\n$ {' '.join(command)}\n")
+        output.flush()
+        result = subprocess.run(command, stdout=output, stderr=subprocess.STDOUT, cwd=ROOT, timeout=1800)
+    timings[name] = round(time.monotonic() - start, 2)
+    if check and result.returncode != 0:
+        tail = "\n".join(log.read_text().splitlines()[-60:])
+        pytest.fail(f"clients: {name} failed ({' '.join(command)}); log {log}:\n{tail}", pytrace=False)
+    return result
+
+
+def _ctest_outcome(log_text: str, returncode: int) -> dict:
+    summary = re.search(r"(\d+)% tests passed, (\d+) tests? failed out of (\d+)", log_text)
+    failed = re.findall(r"^\s*\d+ - (\S+) \(", log_text.split("The following tests FAILED:")[-1], re.M)
+    return {
+        "returncode": returncode,
+        "summary": summary.group(0) if summary else "",
+        "total": int(summary.group(3)) if summary else 0,
+        "failed": failed if "The following tests FAILED:" in log_text else [],
+    }
+
+
+def _prune(keep: Path) -> None:
+    """Remove all but the newest builds of other hashes, skipping any another process holds."""
+    builds = sorted((p for p in BUILDS.iterdir() if p.is_dir() and p != keep), key=lambda p: p.stat().st_mtime)
+    for old in builds[: max(0, len(builds) - (KEEP_BUILDS - 1))]:
+        lock_path = old.with_suffix(".lock")
+        with lock_path.open("a") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue
+            shutil.rmtree(old, ignore_errors=True)
+        lock_path.unlink(missing_ok=True)
+
+
+def build_clients() -> ClientBuild:
+    """Configure, build, test and install clients/ into build/clients/<hash>/, or reuse that build."""
+    digest = source_hash()
+    root = BUILDS / digest
+    BUILDS.mkdir(parents=True, exist_ok=True)
+    build = ClientBuild(root=root, build_dir=root / "build", prefix=root / "prefix")
+    record = root / "complete.json"
+    with (BUILDS / f"{digest}.lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # another pytest building the same sources: wait for it, then reuse
+        if record.exists():
+            done = json.loads(record.read_text())
+            build.ctest, build.seconds, build.reused = done["ctest"], done["seconds"], True
+            os.utime(root)
+            return build
+        shutil.rmtree(root, ignore_errors=True)
+        root.mkdir(parents=True)
+        log = root / "build.log"
+        timings: dict[str, float] = {}
+        _run_step(
+            "configure",
+            ["cmake", "-S", str(CLIENTS), "-B", str(build.build_dir), "-DCMAKE_BUILD_TYPE=Release"]
+            + [f"-DCMAKE_INSTALL_PREFIX={build.prefix}", "-DCALSURR_CLIENT_TESTS=ON", "-DCALSURR_CLIENT_EXAMPLES=ON"],
+            log,
+            timings,
+        )
+        _run_step("build", ["cmake", "--build", str(build.build_dir), f"-j{BUILD_JOBS}"], log, timings)
+        start = len(log.read_text())
+        result = _run_step(
+            "ctest",
+            ["ctest", "--test-dir", str(build.build_dir), "--output-on-failure", f"-j{BUILD_JOBS}", "--timeout", "120"],
+            log,
+            timings,
+            check=False,
+        )
+        build.ctest = _ctest_outcome(log.read_text()[start:], result.returncode)
+        _run_step("install", ["cmake", "--install", str(build.build_dir)], log, timings)
+        build.seconds = timings
+        record.write_text(json.dumps({"hash": digest, "ctest": build.ctest, "seconds": timings}, indent=2))
+    _prune(root)
+    return build
+
+
+@pytest.fixture(scope="session")
+def client_build() -> ClientBuild:
+    missing = missing_toolchain()
+    if missing:
+        reason = (
+            f"C++ client toolchain missing ({', '.join(missing)}): install the Debian packages {DEBIAN_PACKAGES} "
+            "(as root: bash scripts/install_client_toolchain.sh)"
+        )
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI=true and {reason}", pytrace=False)
+        pytest.skip(reason)
+    return build_clients()
+
+
+@dataclass
+class Served:
+    address: str
+    metrics_url: str
+    process: subprocess.Popen
+    log: Path
+
+
+def start_server(repository: Path, log: Path, port: int = 0) -> Served:
+    """`calsurr serve` as its own process, ready once it prints the address it bound."""
+    command = [str(CALSURR), "serve", "--repo", str(repository), "--port", str(port), "--metrics-port", "0"]
+    with log.open("w") as output:
+        process = subprocess.Popen(
+            [*command, "--log-level", "warning"],
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+    deadline = time.monotonic() + SERVER_START_SECONDS
+    while not (match := re.search(r"on (127\.0\.0\.1:\d+); metrics on (http://\S+)", log.read_text())):
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            pytest.fail(f"calsurr serve did not start: {log.read_text()}", pytrace=False)
+        time.sleep(0.05)
+    return Served(match.group(1), match.group(2), process, log)
+
+
+def stop_server(served: Served) -> None:
+    served.process.terminate()
+    try:
+        served.process.wait(30)
+    except subprocess.TimeoutExpired:
+        served.process.kill()
+
+
+@pytest.fixture(scope="session")
+def served(tiny_repository, tmp_path_factory) -> Iterator[Served]:
+    """One `calsurr serve` of the tiny gg_gg model for all client tests."""
+    server = start_server(tiny_repository, tmp_path_factory.mktemp("served") / "serve.log")
+    try:
+        yield server
+    finally:
+        stop_server(server)
+
+
+@pytest.fixture(scope="session")
+def reference(tiny_repository):
+    """onnxruntime in-process on the served model.onnx: momenta (N, 4, 4) -> the four outputs.
+
+    `chunk`: run the rows in batches of that many, as the client sends them. onnxruntime rounds the last bit of
+    a row differently by where it falls in the batch (a short tail block, a thread's share), so the values a
+    client must equal bit for bit are those of the same rows in the same batches.
+    """
+    import onnxruntime as ort
+
+    from calsurr.service.card import MODEL_FILENAME
+
+    session = ort.InferenceSession(str(tiny_repository / TINY_MODEL / "1" / MODEL_FILENAME))
+
+    def run(momenta: np.ndarray, chunk: int | None = None) -> dict[str, np.ndarray]:
+        step = chunk or max(1, len(momenta))
+        parts = [session.run(list(OUTPUTS), {"momenta": momenta[i : i + step]}) for i in range(0, len(momenta), step)]
+        return {name: np.concatenate([part[k] for part in parts]) for k, name in enumerate(OUTPUTS)}
+
+    return run
+
+
+def phase_space(n_events: int, seed: int = 7) -> np.ndarray:
+    """gg -> gg points at sqrt(s) = 1 TeV inside the default cuts, (N, 4, 4) float64, all distinct."""
+    from calsurr.training.physics.phase_space import sample_cut_phase_space
+
+    return np.ascontiguousarray(sample_cut_phase_space(2, 1000.0, n_events, 0.01, np.random.default_rng(seed)))
+
+
+@pytest.fixture(scope="session")
+def large_momenta() -> np.ndarray:
+    """250 000 points: 62 requests of the server's preferred 4096 rows."""
+    return phase_space(250_000, seed=11)
+
+
+@dataclass
+class DriverRun:
+    """A test driver's outcome: its exit code, its JSON report, its outputs and each row's status code."""
+
+    returncode: int
+    report: dict
+    outputs: dict[str, np.ndarray]
+    codes: np.ndarray
+    stdout: str
+    stderr: str
+
+    @property
+    def code(self) -> int:
+        return self.report["code"]
+
+    @property
+    def message(self) -> str:
+        return self.report["message"]
+
+
+def run_driver(
+    program: Path,
+    mode: str,
+    address: str,
+    workdir: Path,
+    momenta: np.ndarray | None = None,
+    *flags: str,
+    model: str = TINY_MODEL,
+    n_particles: int = N_PARTICLES,
+    timeout: float = 300,
+) -> DriverRun:
+    """Run `program MODE ADDRESS MODEL N_PARTICLES [IN OUT] FLAGS...` and read what it reports and writes."""
+    command = [str(program), mode, address, model, str(n_particles)]
+    out = workdir / f"{mode}.out"
+    if momenta is not None:
+        source = workdir / f"{mode}.in"
+        np.ascontiguousarray(momenta, dtype=np.float64).tofile(source)
+        command += [str(source), str(out)]
+    result = subprocess.run([*command, *flags], capture_output=True, text=True, timeout=timeout)
+    lines = result.stdout.strip().splitlines()
+    assert lines, f"{program.name} printed nothing (exit {result.returncode}): {result.stderr}"
+    report = json.loads(lines[-1])
+    outputs: dict[str, np.ndarray] = {}
+    codes = np.zeros(0)
+    if momenta is not None and out.exists():
+        values = np.fromfile(out, dtype=np.float64).reshape(5, -1)
+        outputs = dict(zip(OUTPUTS, values[:4], strict=True))
+        codes = values[4]
+    return DriverRun(result.returncode, report, outputs, codes, result.stdout, result.stderr)
+
+
+def closed_port() -> int:
+    """A loopback port that nothing listens on (bound to find a free one, then closed)."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def assert_own_rows(run, reference, momenta, rows=slice(None)):
+    """Each caller got its own rows back, point by point. Not bit for bit: a coalesced row runs in a batch of
+    whatever size the callers made, and onnxruntime's kernels round the last bit differently for some batch
+    sizes (in-process too: rows run 1 or 3 at a time differ from the same rows run 64 at a time)."""
+    expected = reference(momenta)
+    for name in OUTPUTS:
+        np.testing.assert_allclose(run.outputs[name][rows], expected[name][rows], rtol=ROW_RTOL, atol=0, err_msg=name)
+    means = np.sort(expected["mean"][rows])
+    assert (np.diff(means) > 1e3 * ROW_RTOL * np.abs(means[1:])).all(), "rows too alike to tell a swap"
+
+
+def assert_failed_cleanly(run, code: int):
+    """A failed call: the status reported, exit code 1 (not a signal, not a usage error)."""
+    assert run.returncode == 1, f"exit {run.returncode}: {run.stdout} {run.stderr}"
+    assert run.code == code, run.report
+    assert run.message, run.report
