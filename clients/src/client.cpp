@@ -363,9 +363,11 @@ Client::Impl::Impl(const std::string& address_, const ClientOptions& options_)
   if (options.coalesce_window_us > 0 && options.coalesce_max_rows > 0) {
     const auto window = std::chrono::nanoseconds(static_cast<int64_t>(options.coalesce_window_us * 1000));
     coalescer_ = std::make_unique<Coalescer>(
-        window, [this](std::shared_ptr<CoalescedBatch> batch, Coalescer::Complete complete) {
+        window,
+        [this](std::shared_ptr<CoalescedBatch> batch, Coalescer::Complete complete) {
           send_batch(std::move(batch), std::move(complete));
-        });
+        },
+        options.max_in_flight);
   }
 }
 

@@ -34,6 +34,7 @@ Status Coalescer::run(const std::string& key, const std::function<std::shared_pt
       Status status = alone();
       lock.lock();
       --lane.in_flight;
+      lane.window.notify_all();  // a leader may be waiting for the lane to have room
       return status;
     }
     if (lane.open && lane.open->rows + rows > limit_rows) {
@@ -65,6 +66,9 @@ Status Coalescer::run(const std::string& key, const std::function<std::shared_pt
         lock.lock();
       }
       lane.window.wait_until(lock, window_end, [&] { return lane.open != batch; });
+      // While the lane has max_in_flight requests on their way, the batch keeps gathering: under load the
+      // requests grow instead of queueing at the server, and each one that comes back makes room for the next.
+      lane.window.wait(lock, [&] { return lane.open != batch || lane.in_flight < max_in_flight_; });
       if (lane.open == batch) due = take(lane);
     }
   }
@@ -127,6 +131,7 @@ void Coalescer::complete(const std::shared_ptr<CoalescedBatch>& batch, const Sta
   }
   std::lock_guard<std::mutex> lock(mutex_);
   --batch->lane->in_flight;
+  batch->lane->window.notify_all();
 }
 
 Coalescer::Counters Coalescer::counters() const {

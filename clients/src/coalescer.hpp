@@ -2,6 +2,7 @@
 #ifndef CALSURR_SRC_COALESCER_HPP
 #define CALSURR_SRC_COALESCER_HPP
 
+#include <algorithm>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -73,14 +74,18 @@ class Coalescer {
     uint64_t alone = 0;    ///< calls sent by themselves: their lane was idle, or their merged request was refused
   };
 
-  Coalescer(std::chrono::nanoseconds window, Send send) : window_(window), send_(std::move(send)) {}
+  /// `max_in_flight`: requests of one lane on their way at most before its open batch waits for room (a batch
+  /// that reaches `limit_rows` goes at once regardless).
+  Coalescer(std::chrono::nanoseconds window, Send send, int max_in_flight = 4)
+      : window_(window), send_(std::move(send)), max_in_flight_(std::max(1, max_in_flight)) {}
 
   /// Answers one small call: blocks until its rows are answered or its deadline passes.
   ///
   /// `key` names the lane (model, version, particles): only calls of one lane merge. While the lane is idle
   /// (no batch gathering, nothing in flight) the call goes out by itself at once, through `alone`, run on this
   /// thread. Otherwise it joins the lane's open batch, or opens one and leads it: the leader sends the batch when
-  /// the window has passed since it opened, and whoever brings it to `limit_rows` sends it at once. `context`
+  /// the window has passed since it opened and the lane has fewer than max_in_flight requests on their way, and
+  /// whoever brings it to `limit_rows` sends it at once. `context`
   /// makes the batch's context when this call opens one.
   ///
   /// A merged request refused with INVALID_ARGUMENT (a NaN, say) may be refused for another caller's rows:
@@ -100,6 +105,7 @@ class Coalescer {
 
   std::chrono::nanoseconds window_;
   Send send_;
+  int max_in_flight_;
   mutable std::mutex mutex_;
   std::unordered_map<std::string, CoalescerLane> lanes_;  // never erased: references stay valid
   Counters counters_;

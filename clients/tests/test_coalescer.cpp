@@ -295,3 +295,45 @@ TEST(coalescer_lanes_do_not_mix) {
   for (const auto& batch : transport.batch_callers)
     for (int caller : batch) CHECK_EQ(caller % 2, batch.front() % 2);
 }
+
+TEST(coalescer_gathers_while_the_lane_is_full) {
+  FakeTransport transport;
+  Coalescer coalescer(std::chrono::microseconds(100), transport.send(), 1);
+  std::atomic<bool> hold_alone{true};
+  std::vector<double> first_momenta(ROW, 3.0), first_out(4);
+  std::thread first([&] {
+    const OutputBuffers buffers{&first_out[0], &first_out[1], &first_out[2], &first_out[3]};
+    coalescer.run("lane", no_context, first_momenta.data(), 1, ROW, 4096, buffers, Deadline::none(), nullptr, [&] {
+      while (hold_alone) std::this_thread::sleep_for(std::chrono::microseconds(100));
+      return alone_answer(first_momenta.data(), 1, buffers);
+    });
+  });
+  while (coalescer.counters().alone == 0) std::this_thread::yield();
+  const int threads = 10;
+  std::vector<std::thread> callers;
+  std::atomic<int64_t> wrong{0};
+  for (int t = 0; t < threads; ++t) {
+    callers.emplace_back([&, t] {
+      std::vector<double> momenta(ROW), out(4);
+      fill(momenta, t + 1, 0);
+      const OutputBuffers buffers{&out[0], &out[1], &out[2], &out[3]};
+      auto never_alone = [] { return Status(StatusCode::INTERNAL, "sent alone"); };
+      const Status status = coalescer.run("lane", no_context, momenta.data(), 1, ROW, 4096, buffers,
+                                          Deadline::none(), nullptr, never_alone);
+      if (!status.ok() || out[0] != f_mean(momenta.data())) wrong.fetch_add(1);
+    });
+  }
+  while (coalescer.counters().calls < 1 + threads) std::this_thread::yield();
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));  // 200 windows: still no room in the lane
+  {
+    std::lock_guard<std::mutex> lock(transport.mutex);
+    CHECK(transport.batch_rows.empty());
+  }
+  hold_alone = false;
+  first.join();
+  for (auto& c : callers) c.join();
+  transport.join();
+  CHECK_EQ(wrong.load(), int64_t{0});
+  CHECK_EQ(transport.batch_rows.size(), std::size_t{1});
+  if (!transport.batch_rows.empty()) CHECK_EQ(transport.batch_rows[0], int64_t{threads});
+}

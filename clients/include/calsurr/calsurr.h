@@ -50,7 +50,7 @@ typedef struct calsurr_options {
   double initial_backoff_seconds; /* first wait before a retry, doubled each time, +-20 % jitter. 0.1 */
   double max_backoff_seconds;    /* cap of one wait. 5 (the Python client's RetryPolicy, the same schedule) */
   int64_t chunk_rows;            /* rows per request for large arrays; 0: the server's preferred batch size */
-  int max_in_flight;             /* requests in flight for one large array (pipelining). 4 */
+  int max_in_flight;             /* requests in flight for one large array, and for one model's coalesced calls. 4 */
   double coalesce_window_us;     /* small concurrent calls merge within this window, microseconds; 0: off. 100 */
   int64_t coalesce_max_rows;     /* a call of more rows than this is not coalesced. 64 */
   const char* root_certificates_pem; /* PEM of the CA to trust: TLS on ("": the system's); NULL: plaintext */

@@ -13,8 +13,9 @@
 // What a call does, by its size (defaults in ClientOptions):
 //  - n_events <= coalesce_max_rows (64), from any number of threads: the coalescer. While the model's lane
 //    is idle a call goes out at once; while one of its requests is in flight, concurrent small calls gather
-//    for up to coalesce_window_us (100 us), or until they fill a chunk, and go out as one request. The
-//    answers are split back; each caller blocks only until its own rows are answered (or its deadline).
+//    for coalesce_window_us (100 us), longer while the lane has max_in_flight (4) requests on their way, and
+//    go out as one request; a batch that fills a chunk goes at once. The answers are split back; each caller
+//    blocks only until its own rows are answered (or its deadline passes).
 //  - larger arrays: split into chunks of chunk_rows (0: the server's preferred batch size from ModelConfig,
 //    else its max_batch_size, else 4096; never above max_batch_size) with max_in_flight (4) requests in
 //    flight, so the network overlaps the compute; outputs are written in order.
@@ -138,7 +139,7 @@ struct CALSURR_CLIENT_API ClientOptions {
   double timeout_seconds = 30.0;     ///< default deadline of one call, all its requests and retries; 0: none
   RetryPolicy retry;                 ///< retries on UNAVAILABLE
   int64_t chunk_rows = 0;            ///< rows per request for large arrays; 0: the server's preferred batch size
-  int max_in_flight = 4;             ///< requests in flight for one large array (pipelining)
+  int max_in_flight = 4;             ///< requests in flight for one large array, and for one model's coalesced calls
   double coalesce_window_us = 100;   ///< small concurrent calls merge within this window, microseconds; 0: off
   int64_t coalesce_max_rows = 64;    ///< a call of more rows than this is not coalesced
   TlsOptions tls;                    ///< TLS and mutual TLS
