@@ -164,11 +164,12 @@ def models() -> list[dict]:
         panel(
             "stat",
             "Load failures",
-            "Versions refused while loading over the dashboard's range (calsurr_model_load_failures_total); the "
-            "previous version keeps serving. Alert: CalsurrModelLoadFailures.",
+            "Failed loads of versions since each pod started, summed over the pods seen in the range "
+            "(calsurr_model_load_failures_total; a failure at start is never seen at 0, so no increase() here). "
+            "The previous version keeps serving. Alert: CalsurrModelLoadFailures.",
             [
                 target(
-                    f"sum by (model) (increase(calsurr_model_load_failures_total{{{instance_model}}}[$__range]))",
+                    f"sum by (model) (max_over_time(calsurr_model_load_failures_total{{{instance_model}}}[$__range]))",
                     "{{model}}",
                     instant=True,
                 )
