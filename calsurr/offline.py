@@ -30,7 +30,9 @@ console = Console()
 USAGE = 2  # the user's mistake: a bad value, a missing input, an output that exists
 FAILED = 1  # the work itself failed
 RUN_FILES = ("surrogate.pt", "test.h5")  # training/runs.py: SURROGATE_FILE, TEST_FILE (importing it loads torch)
+DEFAULT_PARTITION_ROWS = 262_144  # calsurr/batch.py: DEFAULT_PARTITION_ROWS (importing it loads pyarrow)
 CONFIG_HELP = "fields as in calsurr/training/pipeline.py TrainingConfig, examples in configs/"
+DEFAULT_DASK_WORKERS = 2  # `predict --scheduler`-less Dask runs without --workers (more files than one)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -406,15 +408,30 @@ def _server_failed(exc, server: str, name: str) -> NoReturn:
 
 
 def predict(
-    data: Annotated[Path, typer.Option(help="input dataset file (.h5/.parquet)")],
-    out: Annotated[Path, typer.Option(help="output file (.h5/.parquet): inputs plus mean and sigmas")],
+    data: Annotated[
+        list[Path], typer.Option(help="input dataset file (.h5/.parquet); repeat for several (then on Dask)")
+    ],
+    out: Annotated[
+        Path, typer.Option(help="output file (.h5/.parquet): inputs plus mean and sigmas; on Dask a folder of parts")
+    ],
     model: Annotated[Path | None, typer.Option(help="exported model folder <repo>/<model>/<version>")] = None,
     server: Annotated[str | None, typer.Option(help="HOST:PORT of a calsurr server instead of in-process")] = None,
     model_name: Annotated[str | None, typer.Option(help="model name on the server")] = None,
     chunk_rows: Annotated[int, typer.Option(min=1, help="rows per run or request")] = 16_384,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="replace an existing --out file")] = False,
+    workers: Annotated[
+        int | None,
+        typer.Option(min=1, help="Dask: a LocalCluster of N worker processes; --out is a folder of Parquet parts"),
+    ] = None,
+    scheduler: Annotated[
+        str | None, typer.Option(help="Dask: the scheduler of a running cluster (tcp://HOST:8786) instead")
+    ] = None,
+    partition_rows: Annotated[
+        int, typer.Option(min=1, help="Dask: rows per partition (Parquet: whole row groups, merged up to it)")
+    ] = DEFAULT_PARTITION_ROWS,
+    threads: Annotated[int, typer.Option(min=1, help="Dask, in-process: onnxruntime threads per worker")] = 1,
 ) -> None:
-    """Predict mean, sigma_stat, sigma_syst and sigma_tot for every event of a file."""
+    """Predict mean, sigma_stat, sigma_syst and sigma_tot for every event of a file, or of many files on Dask."""
     card = None
     if server is None:
         if model is None:
@@ -430,6 +447,13 @@ def predict(
             name, version = served_model(model, model_name)
         except ValueError as exc:
             fail(str(exc))
+    if workers is not None or scheduler is not None or len(data) > 1:
+        source = {"model_dir": model, "server": server, "chunk_rows": chunk_rows, "threads": threads}
+        if server is not None:
+            source |= {"model_name": name, "version": version}
+        _predict_on_dask(data, out, card, source, overwrite, workers, scheduler, partition_rows)
+        return
+    data = data[0]
     check_input_file(data, "--data")
     check_output_file(out, "--out", overwrite)
     if out.resolve() == data.resolve():
@@ -459,3 +483,92 @@ def predict(
     except OSError as exc:
         fail(f"could not write --out {out} ({exc})", FAILED)
     console.print(f"wrote {len(predictions['mean'])} predictions to {out}")
+
+
+def _predict_on_dask(
+    data: list[Path],
+    out: Path,
+    card: ModelCard | None,
+    source_options: dict,
+    overwrite: bool,
+    workers: int | None,
+    scheduler: str | None,
+    partition_rows: int,
+) -> None:
+    """`predict` over partitions on Dask (calsurr/batch.py): every check first, then the cluster."""
+    if workers is not None and scheduler is not None:
+        fail("give --workers N (a LocalCluster here) or --scheduler ADDRESS (a running cluster), not both")
+    for path in data:
+        check_input_file(path, "--data")
+    if len({p.resolve() for p in data}) < len(data):
+        fail("--data names a file twice; give each input file once")
+    if out.exists() and not out.is_dir():
+        fail(f"--out {out} is a file; on Dask --out is a folder for the Parquet parts (e.g. --out predictions/)")
+    if any(out.resolve() == p.resolve().parent for p in data):
+        fail(f"--out {out} holds --data files; write the parts to a folder of their own")
+    try:
+        from calsurr import batch
+    except ImportError as exc:
+        fail(f"Dask batch prediction needs dask[distributed] ({exc.name} is missing): pip install 'calsurr[ops]'")
+    left = batch.existing_parts(out)
+    if left and not overwrite:
+        fail(f"--out {out} holds {len(left)} parts of a previous run; pass --overwrite to replace them")
+    check_folder(out, "--out")
+    try:
+        parts = batch.plan([p.resolve() for p in data], partition_rows)
+    except batch.PlanError as exc:
+        fail(f"--data {exc}")
+    if not parts:
+        fail(f"--data {', '.join(map(str, data))} hold no events")
+    import numpy as np
+
+    from calsurr.predict import input_mismatch
+
+    first = parts[0].file
+    if card is not None:
+        shape, what = card.inputs[0].shape, str(source_options["model_dir"])
+        source_options["model_dir"] = str(Path(source_options["model_dir"]).resolve())
+    else:
+        import grpc
+
+        from calsurr.predict import server_runner
+
+        server, name = source_options["server"], source_options["model_name"]
+        try:
+            _, client, shape = server_runner(server, name, source_options["version"])
+            client.close()
+        except grpc.RpcError as exc:
+            _server_failed(exc, server, name)
+        what = f"model '{name}' on {server}"
+        source_options["model_dir"] = None
+    problem = input_mismatch(shape, np.empty((0, *first.input_shape)))
+    if problem:
+        fail(f"--data {first.path} does not fit {what}: {problem}; give a {first.process} model or matching data")
+    source = batch.Source(**source_options)
+
+    for stale in left:
+        stale.unlink()
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    where = scheduler or f"a LocalCluster of {workers or DEFAULT_DASK_WORKERS} workers"
+    total = sum(p.rows for p in parts)
+    console.print(f"predicting {total} events of {len(data)} file(s) in {len(parts)} partitions on {where}")
+    try:
+        client = batch.connect(scheduler, workers or DEFAULT_DASK_WORKERS)
+    except (OSError, TimeoutError) as exc:
+        fail(f"cannot reach the Dask scheduler at {scheduler} ({one_line(exc)}); is it running?", FAILED)
+    columns = [TextColumn("predicting"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()]
+    try:
+        with client, Progress(*columns, console=console) as bar:
+            task = bar.add_task("rows", total=total)
+            report = batch.run_batch(client, parts, source, out, lambda r: bar.advance(task, r.rows))
+    except Exception as exc:  # a task's error comes back as raised on the worker
+        fail(f"batch prediction failed: {type(exc).__name__}: {one_line(exc)}", FAILED)
+    finally:
+        cluster = getattr(client, "cluster", None)
+        if cluster is not None:
+            cluster.close()
+    console.print(
+        f"wrote {report.rows} predictions in {report.parts} parts to {out} ({report.workers} workers, "
+        f"{report.rows_per_second:,.0f} rows/s)"
+    )
