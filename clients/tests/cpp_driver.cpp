@@ -51,6 +51,14 @@ std::vector<double> read_doubles(const std::string& path) {
   return values;
 }
 
+std::string read_text(const std::string& path) {
+  std::ifstream file(path, std::ios::binary);
+  if (!file) throw std::runtime_error("cannot read " + path);
+  std::ostringstream text;
+  text << file.rdbuf();
+  return text.str();
+}
+
 void write_doubles(const std::string& path, const std::vector<double>& values) {
   std::ofstream file(path, std::ios::binary);
   const auto bytes = static_cast<std::streamsize>(values.size() * sizeof(double));
@@ -100,6 +108,17 @@ int main(int argc, char** argv) {
   options.coalesce_window_us = flag("--window-us", options.coalesce_window_us);
   options.coalesce_max_rows = static_cast<int64_t>(flag("--coalesce-max-rows", options.coalesce_max_rows));
   if (flags.count("--token")) options.bearer_token = flags["--token"];
+  try {  // TLS: --ca FILE (the CA to trust), with --cert FILE --key FILE for mutual TLS
+    if (flags.count("--ca")) {
+      options.tls.enabled = true;
+      options.tls.root_certificates_pem = read_text(flags["--ca"]);
+    }
+    if (flags.count("--cert")) options.tls.client_certificate_pem = read_text(flags["--cert"]);
+    if (flags.count("--key")) options.tls.client_key_pem = read_text(flags["--key"]);
+  } catch (const std::exception& error) {
+    std::fprintf(stderr, "%s\n", error.what());
+    return 2;
+  }
 
   std::vector<double> momenta;
   int64_t n_events = 0;
