@@ -409,7 +409,8 @@ def _server_failed(exc, server: str, name: str) -> NoReturn:
 
 def predict(
     data: Annotated[
-        list[Path], typer.Option(help="input dataset file (.h5/.parquet); repeat for several (then on Dask)")
+        list[Path],
+        typer.Option(metavar="FILE", help="input dataset file (.h5/.parquet); repeat for several (then on Dask)"),
     ],
     out: Annotated[
         Path, typer.Option(help="output file (.h5/.parquet): inputs plus mean and sigmas; on Dask a folder of parts")
