@@ -303,3 +303,22 @@ def test_the_init_container_fetches_a_repository_from_a_uri(tmp_path):
     assert done.returncode == 0, done.stderr
     assert "models: ['gg_gg']" in done.stdout
     assert (target / "gg_gg" / "1" / "model.onnx").read_bytes() == b"\x08\x07onnx bytes"
+
+
+@pytest.mark.slow
+def test_the_helm_test_pod_asks_a_real_server_for_its_health(tiny_repository):
+    """`helm test`'s command, run here against a server on loopback in place of the Service's address."""
+    from calsurr.service.server import BackgroundServer
+
+    pod = find(render("defaults"), "Pod", f"{RELEASE}-test-health")
+    assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
+    command = pod["spec"]["containers"][0]["command"]
+    grpc_port = server_container(render("defaults"))["ports"][0]["containerPort"]
+    assert command[3] == f"{RELEASE}.{NAMESPACE}.svc:{grpc_port}"
+    with BackgroundServer(ServerSettings(repo=tiny_repository, port=0, metrics_port=0)) as server:
+        local = [sys.executable if c == "python" else c for c in command]
+        local[3] = server.address
+        assert subprocess.run(local, timeout=30).returncode == 0
+        local[4] = "no_such_model"
+        assert subprocess.run(local, timeout=30).returncode == 1
+    assert all(o["kind"] != "Pod" for o in render("gpu")), "plaintext health check: no test pod under TLS"
