@@ -306,7 +306,9 @@ class DataPlane:
             return current[1]
         if current is not None:
             self._retire(current[1])
-        metrics = self.metrics.for_model(key[0], str(key[1]), model.card.out_of_domain_relative_sigma)
+        metrics = self.metrics.for_model(
+            key[0], str(key[1]), model.card.out_of_domain_relative_sigma, self.policy.max_queue_size
+        )
         batcher = DynamicBatcher(model, self.policy, metrics, name=f"{key[0]}:{key[1]}")
         self._batchers[key] = (model, batcher)
         return batcher

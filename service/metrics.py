@@ -117,8 +117,16 @@ class RepositoryCollector(Collector):
 class ModelMetrics:
     """The metrics of one model version, labels bound once (a label lookup per request costs a lock)."""
 
-    def __init__(self, server: ServerMetrics, labels: tuple[str, str], out_of_domain_relative_sigma: float | None):
+    def __init__(
+        self,
+        server: ServerMetrics,
+        labels: tuple[str, str],
+        out_of_domain_relative_sigma: float | None,
+        queue_capacity: int | None = None,
+    ):
         self.server, self.labels = server, labels
+        if queue_capacity is not None:  # beside the depth, so that a dashboard or alert needs no configured number
+            server.queue_capacity.labels(*labels).set(queue_capacity)
         self.out_of_domain_relative_sigma = out_of_domain_relative_sigma
         self._queue_seconds = server.queue_seconds.labels(*labels)
         self._compute_seconds = server.compute_seconds.labels(*labels)
@@ -213,6 +221,12 @@ class ServerMetrics:
         self.queue_depth = Gauge(
             f"{PREFIX}_queue_depth_requests", "requests waiting in a model's batcher queue", MODEL_LABELS, registry=r
         )
+        self.queue_capacity = Gauge(
+            f"{PREFIX}_queue_capacity_requests",
+            "requests a model's batcher queue holds (max_queue_size); one more gets RESOURCE_EXHAUSTED",
+            MODEL_LABELS,
+            registry=r,
+        )
         self.inflight = Gauge(f"{PREFIX}_inflight_requests", "inference requests being handled", registry=r)
         self._load_failures_seen: dict[str, int] = {}  # repository totals already counted
         self.load_failures = Counter(
@@ -247,8 +261,10 @@ class ServerMetrics:
                 self.load_failures.labels(name).inc(new)
                 self._load_failures_seen[name] = total
 
-    def for_model(self, name: str, version: str, out_of_domain_relative_sigma: float | None) -> ModelMetrics:
-        return ModelMetrics(self, (name, version), out_of_domain_relative_sigma)
+    def for_model(
+        self, name: str, version: str, out_of_domain_relative_sigma: float | None, queue_capacity: int | None = None
+    ) -> ModelMetrics:
+        return ModelMetrics(self, (name, version), out_of_domain_relative_sigma, queue_capacity)
 
 
 class MetricsEndpoint:

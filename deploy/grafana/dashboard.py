@@ -141,13 +141,19 @@ def batching() -> list[dict]:
         ),
         timeseries(
             "Queue depth",
-            "Requests waiting per pod and model (calsurr_queue_depth_requests); at max_queue_size requests get "
-            "RESOURCE_EXHAUSTED. Alert: CalsurrQueueNearCapacity above 80 %.",
+            "Requests waiting per pod and model (calsurr_queue_depth_requests) against the queue's capacity "
+            "(calsurr_queue_capacity_requests, max_queue_size): beyond it requests get RESOURCE_EXHAUSTED. "
+            "Alert: CalsurrQueueNearCapacity above 80 %.",
             [
                 target(
                     f"max by (instance, model, version) (calsurr_queue_depth_requests{{{SELECTOR}}})",
                     "{{instance}} {{model}} v{{version}}",
-                )
+                ),
+                target(
+                    f"max by (model, version) (calsurr_queue_capacity_requests{{{SELECTOR}}})",
+                    "capacity {{model}} v{{version}}",
+                    ref="B",
+                ),
             ],
         ),
     ]
