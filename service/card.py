@@ -57,6 +57,10 @@ class UncertaintySpec(_Strict):
         description="'log': members fit log(target); mean = exp(mean of mu_k) and each sigma is the "
         "log-space width times mean (first-order propagation), so sigma/mean is a relative uncertainty"
     )
+    member_dtype: Literal["float64", "float32"] = Field(
+        default="float64",
+        description="precision the members run in inside the graph; features and the aggregation stay float64",
+    )
 
 
 class Domain(_Strict):

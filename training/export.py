@@ -34,6 +34,11 @@ from calsurr.training.pipeline import TrainedSurrogate, predict
 from calsurr.training.surrogate import Surrogate
 
 EXPORT_RTOL = 1e-5  # ONNX against torch, relative, on every output (issue acceptance)
+# With float32 members (features and aggregation in float64) the graph is checked against the float64 torch
+# model within these relative bounds, per output: the mean moves by float32 rounding of log|M|^2 (~1e-7);
+# sigma_stat, a small spread of member means, by more, and 1e-2 of an uncertainty is physically irrelevant.
+FLOAT32_MEMBER_RTOL = {"mean": 1e-5, "sigma_stat": 5e-2, "sigma_syst": 1e-3, "sigma_tot": 1e-2}
+MemberDtype = Literal["float64", "float32"]
 OUT_OF_DOMAIN_FACTOR = 5.0  # a prediction 5x less certain than 99 % of held-out ones is counted as out of domain
 EXAMPLE_ROWS = 4  # held-out rows in the card, which the server runs to check a version before serving it
 AMPLITUDE_INPUT = "momenta"
@@ -78,13 +83,35 @@ def export_onnx(model: Surrogate, path: Path, example: np.ndarray) -> None:
     exporter_log.setLevel(level)
 
 
-def max_relative_difference(model: Surrogate, path: Path, inputs: np.ndarray) -> float:
-    """Largest |onnx - torch| / |torch| over every output and point."""
+def relative_differences(
+    model: Surrogate, path: Path, inputs: np.ndarray, reference: tuple[np.ndarray, ...] | None = None
+) -> dict[str, float]:
+    """Largest |onnx - torch| / |torch| per output over every point; `reference`: torch's outputs computed
+    beforehand (the float64 model, when the graph was exported with float32 members)."""
     inputs = inputs.astype(io_numpy_dtype(model))
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     onnx_out = session.run(list(model.output_names), {input_name(model): inputs})
-    torch_out = predict(model, inputs)
-    return max(float(np.max(np.abs(a - b) / np.abs(b))) for a, b in zip(onnx_out, torch_out, strict=True))
+    torch_out = reference if reference is not None else predict(model, inputs)
+    return {
+        name: float(np.max(np.abs(a - b) / np.abs(b)))
+        for name, a, b in zip(model.output_names, onnx_out, torch_out, strict=True)
+    }
+
+
+def max_relative_difference(model: Surrogate, path: Path, inputs: np.ndarray) -> float:
+    """Largest |onnx - torch| / |torch| over every output and point."""
+    return max(relative_differences(model, path, inputs).values())
+
+
+def _check_export(differences: dict[str, float], member_dtype: MemberDtype) -> None:
+    if member_dtype == "float64":
+        limits = dict.fromkeys(differences, EXPORT_RTOL)
+    else:  # per-member outputs are float32 values: held to the mean's bound
+        limits = {name: FLOAT32_MEMBER_RTOL.get(name, FLOAT32_MEMBER_RTOL["mean"]) for name in differences}
+    over = {name: value for name, value in differences.items() if value > limits[name]}
+    if over:
+        detail = ", ".join(f"{name} by {value:.2e} (limit {limits[name]:.0e})" for name, value in over.items())
+        raise ExportMismatch(f"ONNX with {member_dtype} members differs from torch: {detail}")
 
 
 OUTPUT_DOC = {
@@ -132,7 +159,7 @@ def out_of_domain_threshold(run: TrainedSurrogate) -> float:
     return OUT_OF_DOMAIN_FACTOR * float(np.quantile(sigma_tot / np.abs(mean), 0.99))
 
 
-def build_card(run: TrainedSurrogate, name: str, version: int) -> ModelCard:
+def build_card(run: TrainedSurrogate, name: str, version: int, member_dtype: MemberDtype = "float64") -> ModelCard:
     config = run.config
     input_spec, unit, description = _input_spec(run)
     domain = (
@@ -162,7 +189,10 @@ def build_card(run: TrainedSurrogate, name: str, version: int) -> ModelCard:
             for o in run.model.output_names
         ),
         uncertainty=UncertaintySpec(
-            method=config.method, members=config.members, target_transform=run.model.target_transform
+            method=config.method,
+            members=config.members,
+            target_transform=run.model.target_transform,
+            member_dtype=member_dtype,
         ),
         domain=domain,
         calibration=run.calibration,
@@ -185,12 +215,20 @@ def export_to_repository(
     version: int,
     with_members: bool = False,
     io_datatype: Literal["FP64", "FP32"] = "FP64",
+    member_dtype: MemberDtype = "float64",
 ) -> Path:
     """Write `<repo>/<name>/<version>/{model.onnx, card.json}` after checking ONNX against torch.
 
     `with_members`: the graph also outputs `member_mean` and `member_sigma`, (batch, K), for clients that
     want the members themselves (e.g. to reweight events by posterior draws). `io_datatype` "FP32": the
     graph takes and returns float32 (a client's choice; it is cast to float64 at the graph's entry).
+    `member_dtype` "float32": the members run in float32, several times faster on a CPU
+    (bench/member_precision.py: 6.6x at batch 1024 on the K = 8 gg_ggg ensemble), while the invariants and
+    the aggregation stay float64; the graph is checked against the float64 torch model within
+    FLOAT32_MEMBER_RTOL (the mean moves by ~1e-6 relative, far below any accuracy target). Not the default
+    yet: float32 kernels round a row differently by ~1e-7 relative depending on the batch it runs in, so a
+    merged run is no longer bit for bit a lone one. "float64" (default) reproduces torch to EXPORT_RTOL in
+    every output. The card says which precision the members run in.
     """
     final = Path(repo) / name / str(version)
     if final.exists():
@@ -202,13 +240,15 @@ def export_to_repository(
     staging.mkdir(parents=True)
     try:
         inputs = run.test.inputs
+        reference = predict(run.model, inputs.astype(io_numpy_dtype(run.model)))  # the float64 members
+        if member_dtype == "float32":
+            run.model.ensemble.to(torch.float32)
         export_onnx(run.model, staging / MODEL_FILENAME, inputs[:16])
-        difference = max_relative_difference(run.model, staging / MODEL_FILENAME, inputs)
-        if difference > EXPORT_RTOL:
-            raise ExportMismatch(f"ONNX differs from torch by {difference:.2e} relative (limit {EXPORT_RTOL:.0e})")
-        build_card(run, name, version).write(staging / CARD_FILENAME)
+        _check_export(relative_differences(run.model, staging / MODEL_FILENAME, inputs, reference), member_dtype)
+        build_card(run, name, version, member_dtype).write(staging / CARD_FILENAME)
         staging.rename(final)
     finally:
         run.model.with_members, run.model.io_dtype = False, torch.float64
+        run.model.ensemble.to(torch.float64)
         shutil.rmtree(staging, ignore_errors=True)
     return final

@@ -6,20 +6,28 @@ import pytest
 
 from calsurr.service.card import CARD_FILENAME, MODEL_FILENAME, ModelCard
 from calsurr.training.data import generate_amplitudes
-from calsurr.training.export import EXPORT_RTOL, export_to_repository
+from calsurr.training.export import EXPORT_RTOL, FLOAT32_MEMBER_RTOL, export_to_repository
 from calsurr.training.pipeline import predict
 from tests.conftest import TINY_MODEL
 
 pytestmark = pytest.mark.slow
 
 
-def test_onnx_reproduces_torch_on_fresh_points_and_any_batch_size(tiny_run, tiny_repository):
-    session = ort.InferenceSession(str(tiny_repository / TINY_MODEL / "1" / MODEL_FILENAME))
+@pytest.mark.parametrize("member_dtype", ["float64", "float32"])
+def test_onnx_reproduces_torch_on_fresh_points_and_any_batch_size(tiny_run, tiny_repository, tmp_path, member_dtype):
+    if member_dtype == "float64":  # the default, as the shared repository was exported
+        folder, bounds = tiny_repository / TINY_MODEL / "1", dict.fromkeys(FLOAT32_MEMBER_RTOL, EXPORT_RTOL)
+        assert ModelCard.read(folder / CARD_FILENAME).uncertainty.member_dtype == "float64"
+    else:
+        folder = export_to_repository(tiny_run, tmp_path, TINY_MODEL, version=1, member_dtype="float32")
+        bounds = FLOAT32_MEMBER_RTOL
+    session = ort.InferenceSession(str(folder / MODEL_FILENAME))
     fresh = generate_amplitudes("gg_gg", 1000, seed=99).momenta  # points neither seen in training nor export
+    names = ["mean", "sigma_stat", "sigma_syst", "sigma_tot"]
     for batch in (fresh[:1], fresh[:7], fresh):
-        onnx_out = session.run(["mean", "sigma_stat", "sigma_syst", "sigma_tot"], {"momenta": batch})
-        for got, expected in zip(onnx_out, predict(tiny_run.model, batch), strict=True):
-            np.testing.assert_allclose(got, expected, rtol=EXPORT_RTOL)
+        onnx_out = session.run(names, {"momenta": batch})
+        for name, got, expected in zip(names, onnx_out, predict(tiny_run.model, batch), strict=True):
+            np.testing.assert_allclose(got, expected, rtol=bounds[name], err_msg=name)
 
 
 def test_card_describes_the_model(tiny_run, tiny_repository):
@@ -53,3 +61,25 @@ def test_member_outputs_aggregate_to_the_mean(tiny_run, tmp_path):
     assert members.shape == widths.shape == (len(mean), 3)
     np.testing.assert_allclose(mean, np.exp(np.log(members).mean(axis=1)), rtol=1e-12)  # log-space average
     assert tiny_run.model.output_names == ("mean", "sigma_stat", "sigma_syst", "sigma_tot")  # option reset
+
+
+def test_float32_members_agree_with_the_float64_model_within_the_stated_bounds(tiny_run, tiny_repository, tmp_path):
+    import onnx
+
+    folder = export_to_repository(tiny_run, tmp_path, TINY_MODEL, version=1, member_dtype="float32")
+    exact_folder = tiny_repository / TINY_MODEL / "1"  # exported with the default, float64 members
+    card = ModelCard.read(folder / CARD_FILENAME)
+    assert card.uncertainty.member_dtype == "float32" and card.inputs[0].datatype == "FP64"
+    weights = [i for i in onnx.load(str(folder / MODEL_FILENAME)).graph.initializer if len(i.dims) == 3]
+    assert weights and all(i.data_type == onnx.TensorProto.FLOAT for i in weights)  # the stacked members' matrices
+    fresh = generate_amplitudes("gg_gg", 2000, seed=98).momenta
+    names = ["mean", "sigma_stat", "sigma_syst", "sigma_tot"]
+    fast = ort.InferenceSession(str(folder / MODEL_FILENAME)).run(names, {"momenta": fresh})
+    exact = ort.InferenceSession(str(exact_folder / MODEL_FILENAME)).run(names, {"momenta": fresh})
+    for name, got, expected in zip(names, fast, exact, strict=True):
+        relative = np.max(np.abs(got - expected) / np.abs(expected))
+        assert relative <= FLOAT32_MEMBER_RTOL[name], (name, relative)
+        assert got.dtype == np.float64
+    assert np.max(np.abs(fast[0] - exact[0]) / exact[0]) > 0  # really computed in another precision
+    assert next(tiny_run.model.ensemble.parameters()).dtype.is_floating_point  # the run is left as it was
+    assert str(next(tiny_run.model.ensemble.parameters()).dtype) == "torch.float64"

@@ -5,7 +5,7 @@ import onnxruntime as ort
 import pytest
 
 from calsurr.service.card import CARD_FILENAME, MODEL_FILENAME, ModelCard
-from calsurr.training.export import export_to_repository
+from calsurr.training.export import EXPORT_RTOL, export_to_repository
 from calsurr.training.fit import FitConfig
 from calsurr.training.physics.calorimeter import FEATURE_NAMES
 from calsurr.training.pipeline import TrainingConfig, predict, train_surrogate
@@ -43,5 +43,5 @@ def test_calorimeter_response_trains_and_exports_with_named_features(method, tmp
     assert card.inputs[0].columns == FEATURE_NAMES and card.inputs[0].shape == (-1, len(FEATURE_NAMES))
     features = run.test.inputs
     (mean,) = ort.InferenceSession(str(folder / MODEL_FILENAME)).run(["mean"], {"features": features})
-    np.testing.assert_allclose(mean, predict(run.model, features)[0], rtol=1e-5)
+    np.testing.assert_allclose(mean, predict(run.model, features)[0], rtol=EXPORT_RTOL)
     assert 0.3 < np.median(mean) < 1.2  # a response, not a stray scale
