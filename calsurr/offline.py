@@ -253,6 +253,10 @@ def train(
     process: Annotated[str | None, typer.Option(help="override the config's process")] = None,
     method: Annotated[str | None, typer.Option(help="deep_ensemble, repulsive_ensemble or bayesian")] = None,
     seed: Annotated[int | None, typer.Option(help="override the config's seed")] = None,
+    device: Annotated[
+        str | None,
+        typer.Option(help="auto (CUDA when torch sees a GPU), cpu or cuda; overrides the config's fit.device"),
+    ] = None,
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="train again into an --out that holds a finished run")
     ] = False,
@@ -269,6 +273,15 @@ def train(
     settings = training_config(config)
     overrides = {k: v for k, v in {"process": process, "method": method, "seed": seed}.items() if v is not None}
     settings = with_overrides(settings, overrides, {"process": "--process", "method": "--method", "seed": "--seed"})
+    if device is not None:
+        fit = {**settings.fit.model_dump(), "device": device}
+        settings = with_overrides(settings, {"fit": fit}, {"fit.device": "--device"})
+    from calsurr.training.fit import DeviceUnavailable, resolve_device
+
+    try:
+        resolve_device(settings.fit.device)
+    except DeviceUnavailable as exc:
+        fail(f"--device: {exc}")
     dataset = None
     if data is not None:
         dataset = read_input_dataset(data, "--data")

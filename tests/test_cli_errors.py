@@ -388,3 +388,14 @@ def test_predict_an_fp32_export_in_process_and_an_unknown_model_on_a_server(tiny
             "predict", "--server", server.address, "--model-name", "gg_gg", "--data", data, "--out", tmp_path / "s.h5"
         )
         assert result.exit_code == 0, result.output
+
+
+@pytest.mark.parametrize(("device", "words"), [("cuda", ["--device", "no CUDA GPU"]), ("tpu", ["device", "tpu"])])
+def test_train_on_a_device_that_is_not_there_stops_before_training(
+    monkeypatch, no_expensive_work, tmp_path, device, words
+):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    _error(_invoke("train", "--out", tmp_path / "run", "--device", device), *words)
+    assert not (tmp_path / "run").exists()

@@ -111,7 +111,7 @@ class VariationalMLP(nn.Module):
 
     def kl_divergence(self) -> torch.Tensor:
         """KL(q || prior) summed over every weight, in closed form for Gaussians."""
-        total = torch.zeros(())
+        total = torch.zeros((), device=self.means[0].device)
         prior_var = self.prior_sigma**2
         for mean, rho in [*zip(self.means, self.rhos), *zip(self.bias_means, self.bias_rhos)]:
             var = nn.functional.softplus(rho) ** 2
@@ -141,6 +141,6 @@ def function_space_repulsion(member_means: torch.Tensor) -> torch.Tensor:
     members = member_means.shape[0]
     others = member_means.detach()
     distances = ((member_means.unsqueeze(1) - others.unsqueeze(0)) ** 2).sum(-1)  # (K, K)
-    off_diagonal = distances.detach()[~torch.eye(members, dtype=torch.bool)]
+    off_diagonal = distances.detach()[~torch.eye(members, dtype=torch.bool, device=distances.device)]
     bandwidth = off_diagonal.median() / math.log(members) + 1e-12
     return torch.logsumexp(-distances / bandwidth, dim=1).sum()
