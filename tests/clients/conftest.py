@@ -2,9 +2,9 @@
 
 Fixtures for every client test (C++, C, Fortran, OLP):
 - `client_build`: the build of clients/ for the sources as they are, in build/clients/<hash>/ (configured,
-  built with -j2, ctest run, installed into <hash>/prefix); reused while no file under clients/ or protos/ and
-  no compiler changes. `.program(name)` is a built program's path, `.library(name)` a built library's,
-  `.prefix` the install, `.ctest` what ctest said.
+  built with -j2, ctest run, installed into <hash>/prefix; bench/client_build.py, shared with bench/clients.py);
+  reused while no file under clients/ or protos/ and no compiler changes. `.program(name)` is a built
+  program's path, `.library(name)` a built library's, `.prefix` the install, `.ctest` what ctest said.
 - `served`: `calsurr serve` on the tiny gg_gg model (tests/conftest.py), `.address` and `.metrics_url`.
 - `reference`: onnxruntime in-process on the same model.onnx, the values the clients must equal bit for bit.
 - `run_driver(program, mode, address, ...)`: runs a test driver on momenta and reads back its outputs.
@@ -15,188 +15,35 @@ installs them as root), except under CI (CI=true), where it fails: CI must build
 
 from __future__ import annotations
 
-import fcntl
-import hashlib
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from bench.client_build import (  # noqa: F401 (BUILD_JOBS, CLIENTS: imported from here by the client tests)
+    BUILD_JOBS,
+    CLIENTS,
+    DEBIAN_PACKAGES,
+    BuildFailed,
+    ClientBuild,
+    build_clients,
+    missing_toolchain,
+)
 from tests.conftest import TINY_MODEL
 
-ROOT = Path(__file__).resolve().parents[2]
-CLIENTS = ROOT / "clients"
-PROTOS = ROOT / "protos"
-BUILDS = ROOT / "build" / "clients"
 CALSURR = Path(sys.executable).with_name("calsurr")
-DEBIAN_PACKAGES = "cmake g++ libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler gfortran pkg-config"
-BUILD_JOBS = 2  # CI and the shared development hosts have two cores
-KEEP_BUILDS = 3  # older builds of other source hashes are removed
-GRPC_CONFIGS = (
-    "/usr/lib/*/cmake/grpc/gRPCConfig.cmake",
-    "/usr/lib/cmake/grpc/gRPCConfig.cmake",
-    "/usr/local/lib*/cmake/grpc/gRPCConfig.cmake",
-)
 OUTPUTS = ("mean", "sigma_stat", "sigma_syst", "sigma_tot")
 N_PARTICLES = 4  # gg -> gg
 SERVER_START_SECONDS = 60
 ROW_RTOL = 1e-13  # a few ulps: how far a row's value moves with the size of the batch it runs in
-
-
-def missing_toolchain() -> list[str]:
-    """What the C++ build needs and this host lacks (empty when all is there)."""
-    missing = [tool for tool in ("cmake", "c++", "protoc", "grpc_cpp_plugin") if shutil.which(tool) is None]
-    if not any(Path("/").glob(pattern.lstrip("/")) for pattern in GRPC_CONFIGS):
-        missing.append("gRPCConfig.cmake (libgrpc++-dev)")
-    if not Path("/usr/include/google/protobuf/message.h").exists() and not list(
-        Path("/usr/local/include").glob("google/protobuf/message.h")
-    ):
-        missing.append("protobuf headers (libprotobuf-dev)")
-    return missing
-
-
-def _tool_version(command: list[str]) -> str:
-    if shutil.which(command[0]) is None:
-        return f"{command[0]}: absent"
-    result = subprocess.run(command, capture_output=True, text=True, timeout=60)
-    return (result.stdout + result.stderr).strip().splitlines()[0] if result.stdout + result.stderr else ""
-
-
-def source_hash() -> str:
-    """A hash of every file under clients/ and protos/ and of the tools that compile them."""
-    digest = hashlib.sha256()
-    for folder in (CLIENTS, PROTOS):
-        for path in sorted(p for p in folder.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
-            digest.update(str(path.relative_to(ROOT)).encode() + b"\0")
-            digest.update(path.read_bytes() + b"\0")
-    for command in (["c++", "--version"], ["cmake", "--version"], ["protoc", "--version"], ["gfortran", "--version"]):
-        digest.update(_tool_version(command).encode() + b"\0")
-    for pattern in GRPC_CONFIGS:
-        for config in sorted(Path("/").glob(pattern.lstrip("/"))):
-            version = config.with_name("gRPCConfigVersion.cmake")
-            digest.update(version.read_bytes() if version.exists() else str(config).encode())
-    return digest.hexdigest()[:16]
-
-
-@dataclass
-class ClientBuild:
-    """One build of clients/: its folders, what ctest said and how long each step took (seconds)."""
-
-    root: Path
-    build_dir: Path
-    prefix: Path
-    ctest: dict = field(default_factory=dict)
-    seconds: dict = field(default_factory=dict)
-    reused: bool = False
-
-    def program(self, name: str) -> Path:
-        """A program built in this build (build/bin/, else anywhere in the build tree)."""
-        direct = self.build_dir / "bin" / name
-        if direct.is_file():
-            return direct
-        found = [p for p in self.build_dir.rglob(name) if p.is_file() and os.access(p, os.X_OK)]
-        if not found:
-            raise FileNotFoundError(f"no program {name} in {self.build_dir}")
-        return found[0]
-
-    def library(self, name: str) -> Path:
-        """A shared library of this build by file name ("libcalsurr_olp.so"), from the install if there."""
-        for folder in (self.prefix / "lib", self.build_dir / "lib"):
-            if (folder / name).exists():
-                return folder / name
-        found = [p for p in self.build_dir.rglob(name) if p.is_file()]
-        if not found:
-            raise FileNotFoundError(f"no library {name} in {self.build_dir} or {self.prefix}")
-        return found[0]
-
-
-def _run_step(name: str, command: list[str], log: Path, timings: dict, check: bool = True):
-    start = time.monotonic()
-    with log.open("a") as output:
-        output.write(f"\n$ {' '.join(command)}\n")
-        output.flush()
-        result = subprocess.run(command, stdout=output, stderr=subprocess.STDOUT, cwd=ROOT, timeout=1800)
-    timings[name] = round(time.monotonic() - start, 2)
-    if check and result.returncode != 0:
-        tail = "\n".join(log.read_text().splitlines()[-60:])
-        pytest.fail(f"clients: {name} failed ({' '.join(command)}); log {log}:\n{tail}", pytrace=False)
-    return result
-
-
-def _ctest_outcome(log_text: str, returncode: int) -> dict:
-    summary = re.search(r"(\d+)% tests passed, (\d+) tests? failed out of (\d+)", log_text)
-    failed = re.findall(r"^\s*\d+ - (\S+) \(", log_text.split("The following tests FAILED:")[-1], re.M)
-    return {
-        "returncode": returncode,
-        "summary": summary.group(0) if summary else "",
-        "total": int(summary.group(3)) if summary else 0,
-        "failed": failed if "The following tests FAILED:" in log_text else [],
-    }
-
-
-def _prune(keep: Path) -> None:
-    """Remove all but the newest builds of other hashes, skipping any another process holds."""
-    builds = sorted((p for p in BUILDS.iterdir() if p.is_dir() and p != keep), key=lambda p: p.stat().st_mtime)
-    for old in builds[: max(0, len(builds) - (KEEP_BUILDS - 1))]:
-        lock_path = old.with_suffix(".lock")
-        with lock_path.open("a") as lock:
-            try:
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                continue
-            shutil.rmtree(old, ignore_errors=True)
-        lock_path.unlink(missing_ok=True)
-
-
-def build_clients() -> ClientBuild:
-    """Configure, build, test and install clients/ into build/clients/<hash>/, or reuse that build."""
-    digest = source_hash()
-    root = BUILDS / digest
-    BUILDS.mkdir(parents=True, exist_ok=True)
-    build = ClientBuild(root=root, build_dir=root / "build", prefix=root / "prefix")
-    record = root / "complete.json"
-    with (BUILDS / f"{digest}.lock").open("a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # another pytest building the same sources: wait for it, then reuse
-        if record.exists():
-            done = json.loads(record.read_text())
-            build.ctest, build.seconds, build.reused = done["ctest"], done["seconds"], True
-            os.utime(root)
-            return build
-        shutil.rmtree(root, ignore_errors=True)
-        root.mkdir(parents=True)
-        log = root / "build.log"
-        timings: dict[str, float] = {}
-        _run_step(
-            "configure",
-            ["cmake", "-S", str(CLIENTS), "-B", str(build.build_dir), "-DCMAKE_BUILD_TYPE=Release"]
-            + [f"-DCMAKE_INSTALL_PREFIX={build.prefix}", "-DCALSURR_CLIENT_TESTS=ON", "-DCALSURR_CLIENT_EXAMPLES=ON"],
-            log,
-            timings,
-        )
-        _run_step("build", ["cmake", "--build", str(build.build_dir), f"-j{BUILD_JOBS}"], log, timings)
-        start = len(log.read_text())
-        result = _run_step(
-            "ctest",
-            ["ctest", "--test-dir", str(build.build_dir), "--output-on-failure", f"-j{BUILD_JOBS}", "--timeout", "120"],
-            log,
-            timings,
-            check=False,
-        )
-        build.ctest = _ctest_outcome(log.read_text()[start:], result.returncode)
-        _run_step("install", ["cmake", "--install", str(build.build_dir)], log, timings)
-        build.seconds = timings
-        record.write_text(json.dumps({"hash": digest, "ctest": build.ctest, "seconds": timings}, indent=2))
-    _prune(root)
-    return build
 
 
 @pytest.fixture(scope="session")
@@ -210,7 +57,10 @@ def client_build() -> ClientBuild:
         if os.environ.get("CI") == "true":
             pytest.fail(f"CI=true and {reason}", pytrace=False)
         pytest.skip(reason)
-    return build_clients()
+    try:
+        return build_clients()
+    except BuildFailed as exc:
+        pytest.fail(str(exc), pytrace=False)
 
 
 @dataclass
