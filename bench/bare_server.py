@@ -4,10 +4,11 @@ and the model's.
     .venv/bin/python bench/bare_server.py --model repo/gg_ggg/1 --port 8101
 
 ModelInfer decodes raw_input_contents with np.frombuffer, runs onnxruntime on the event loop thread, encodes
-every output as raw contents; ModelReady and ServerLive answer true (so clients can wait for it). Nothing
-else: no validation, no batching, no metrics, no accounting, no thread hop. What calsurr adds on top of this
-(checks at the boundary, the batcher, metrics, statistics, logs) is the difference between the two rows of a
-benchmark run side by side.
+every output as raw contents; ModelReady and ServerLive answer true (so clients can wait for it), and
+ServerMetadata, ModelMetadata and ModelConfig describe the graph (the C++ client and perf_analyzer read them
+once, before their first request; never on the timed path). Nothing else: no validation, no batching, no metrics, no
+accounting, no thread hop. What calsurr adds on top of this (checks at the boundary, the batcher, metrics,
+statistics, logs) is the difference between the two rows of a benchmark run side by side (bench/clients.py).
 """
 
 from __future__ import annotations
@@ -25,9 +26,13 @@ sys.path.insert(0, str(ROOT))
 
 from calsurr.service.protocol import grpc_service_pb2 as pb  # noqa: E402
 from calsurr.service.protocol import grpc_service_pb2_grpc as pb_grpc  # noqa: E402
+from calsurr.service.protocol import model_config_pb2 as mc  # noqa: E402
 
 NUMPY = {"FP32": np.dtype("<f4"), "FP64": np.dtype("<f8")}
 DATATYPE = {v: k for k, v in NUMPY.items()}
+ONNX_DATATYPE = {"tensor(float)": "FP32", "tensor(double)": "FP64"}
+CONFIG_DATATYPE = {"FP32": mc.TYPE_FP32, "FP64": mc.TYPE_FP64}
+MAX_BATCH_SIZE = 65_536  # as calsurr's default
 
 
 class BareServicer(pb_grpc.GRPCInferenceServiceServicer):
@@ -38,8 +43,33 @@ class BareServicer(pb_grpc.GRPCInferenceServiceServicer):
     async def ServerLive(self, request, context):
         return pb.ServerLiveResponse(live=True)
 
+    async def ServerMetadata(self, request, context):
+        return pb.ServerMetadataResponse(name="bare", version="0", extensions=[])
+
     async def ModelReady(self, request, context):
         return pb.ModelReadyResponse(ready=request.name == self.name)
+
+    def _tensors(self, args) -> list[tuple[str, str, list[int]]]:
+        return [(a.name, ONNX_DATATYPE[a.type], [d if isinstance(d, int) else -1 for d in a.shape]) for a in args]
+
+    async def ModelMetadata(self, request, context):
+        def meta(args):
+            return [pb.ModelMetadataResponse.TensorMetadata(name=n, datatype=t, shape=s) for n, t, s in args]
+
+        inputs, outputs = self._tensors(self.session.get_inputs()), self._tensors(self.session.get_outputs())
+        return pb.ModelMetadataResponse(
+            name=self.name, versions=["1"], platform="onnxruntime_onnx", inputs=meta(inputs), outputs=meta(outputs)
+        )
+
+    async def ModelConfig(self, request, context):
+        config = mc.ModelConfig(name=self.name, platform="onnxruntime_onnx", max_batch_size=MAX_BATCH_SIZE)
+        for field, args in ((config.input, self.session.get_inputs()), (config.output, self.session.get_outputs())):
+            for name, datatype, shape in self._tensors(args):
+                # Triton's dims leave out the batch axis and may not be empty: shape [-1] is dims [1], reshape []
+                tensor = field.add(name=name, data_type=CONFIG_DATATYPE[datatype], dims=shape[1:] or [1])
+                if len(shape) == 1:
+                    tensor.reshape.SetInParent()
+        return pb.ModelConfigResponse(config=config)
 
     async def ModelInfer(self, request, context):
         inputs = {
