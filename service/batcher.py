@@ -18,11 +18,13 @@ runner; the client splits with the limit the error names.
 
 Runs happen in a thread pool of `instances` threads (onnxruntime releases the GIL, and a session is safe to
 run from several threads), so the event loop keeps accepting requests while a batch computes. A lone request
-of at most `inline_max_rows` rows that finds the model idle (it arrived after a gap at least as long as the
-last run took) runs on the event loop's own thread instead: there is nothing to overlap it with, and the
-two thread hops cost about as much as the run itself (bench/serving.py, batch 1 at concurrency 1). Under
-load requests arrive back to back and go to the runner, so that the loop reads the next ones meanwhile and
-they merge; running them inline would keep each run to one request.
+of at most `inline_max_rows` rows that finds the model idle (nothing queued or running, and it arrived after a
+gap at least as long as the last run took) runs at once in `submit`, on the event loop's own thread: there is
+nothing to overlap it with, and the two thread hops, the queue and the runner task's wake-up cost about as
+much as a small run itself (bench/serving.py and bench/clients.py, batch 1 at concurrency 1). Under load
+requests arrive back to back and go to the runner, so that the loop reads the next ones meanwhile and they
+merge; running them inline would keep each run to one request. With `max_queue_delay_us` > 0 every request
+queues, so that a lone one waits its window for company as configured.
 
 Batching changes results by at most a few units in the last place: onnxruntime's vectorised kernels round a
 row slightly differently at the tail of a batch than in the middle. When every request merged has a multiple
@@ -92,7 +94,7 @@ class _Pending:
     outputs: Sequence[str] | None
     rows: int
     deadline: float | None  # time.monotonic() seconds
-    future: asyncio.Future
+    future: asyncio.Future | None  # None: run inline, answered by submit itself
     enqueued: float = field(default_factory=time.monotonic)
 
     def expired(self, now: float) -> bool:
@@ -120,6 +122,7 @@ class DynamicBatcher:
         self._merge_rows = min(policy.preferred_batch_size, policy.max_batch_size)
         self._last_run_end = -float("inf")  # time.monotonic() when the last run finished
         self._last_run_seconds = 0.0
+        self._active = 0  # batches a runner took from the queue and has not answered yet
 
     @property
     def depth(self) -> int:
@@ -143,6 +146,8 @@ class DynamicBatcher:
         now = time.monotonic()
         if deadline is not None and now >= deadline:
             raise DeadlineExceeded(f"deadline passed before model '{self.name}' could queue the request")
+        if self._finds_idle(rows, now):
+            return self._run_inline(_Pending(inputs, outputs, rows, deadline, None, now))
         if len(self._queue) >= self.policy.max_queue_size:
             raise QueueFull(
                 f"queue of model '{self.name}' is full ({self.policy.max_queue_size} requests waiting); retry later"
@@ -195,6 +200,7 @@ class DynamicBatcher:
                 self._wake.clear()
                 await self._wake.wait()
             batch: list[_Pending] = []
+            self._active += 1
             try:
                 await self._gather(batch)
                 await self._run(batch)
@@ -204,6 +210,8 @@ class DynamicBatcher:
             except Exception as exc:  # a bug here must not strand the batch, nor stop the runner
                 log.exception("batcher of model '%s' failed", self.name)
                 self._fail(batch, exc)
+            finally:
+                self._active -= 1
 
     async def _run(self, batch: list[_Pending]) -> None:
         if not batch:
@@ -230,6 +238,27 @@ class DynamicBatcher:
         if len(batch) != 1 or self._queue or batch[0].rows > self.policy.inline_max_rows:
             return False
         return batch[0].enqueued - self._last_run_end >= self._last_run_seconds
+
+    def _finds_idle(self, rows: int, now: float) -> bool:
+        """A small request arriving now finds nothing queued or running, after a gap at least as long as the last
+        run: it may run inline at once. Never while a batch is held open for company (max_queue_delay_us)."""
+        return (
+            rows <= self.policy.inline_max_rows
+            and not self._queue
+            and not self._active
+            and self.policy.max_queue_delay_us == 0
+            and now - self._last_run_end >= self._last_run_seconds
+        )
+
+    def _run_inline(self, item: _Pending) -> dict[str, np.ndarray]:
+        """Run one request on the event loop's thread now: no queue, no runner task to wake, no thread hop."""
+        self.metrics.observe_queue(time.monotonic() - item.enqueued)  # the checks before it, microseconds
+        (outcome,) = self._execute([item])
+        self._last_run_end = time.monotonic()
+        self._last_run_seconds = self._last_run_end - item.enqueued
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
 
     @staticmethod
     def _fail(batch: list[_Pending], exc: Exception) -> None:

@@ -109,6 +109,8 @@ class DataPlane:
         self.metrics = metrics or ServerMetrics()
         self._batchers: dict[tuple[str, int], tuple[OnnxModel, DynamicBatcher]] = {}
         self._retiring: set[asyncio.Task] = set()
+        # Per (model, version, code): the request counter, duration histogram and statistics recorder.
+        self._series: dict[tuple[str, str, str], tuple] = {}
         repository.subscribe(self._on_repository_change)
 
     def live(self) -> bool:
@@ -285,11 +287,22 @@ class DataPlane:
         self, labels: tuple[str, str], code: str, started: float, rows: int, exc: BaseException | None = None
     ) -> None:
         seconds = time.perf_counter() - started
-        self.metrics.requests.labels(*labels, code).inc()
-        if code == "OK":
-            self.metrics.request_seconds.labels(*labels).observe(seconds)
-        if labels[1]:  # the version is known: the statistics extension counts it
-            self.metrics.statistics.recorder(*labels).record_request(code == "OK", rows, seconds)
+        key = (*labels, code)
+        series = self._series.get(key)
+        if series is None:  # label lookups take a lock each: done once per model, version and code
+            series = self._series[key] = (
+                self.metrics.requests.labels(*key),
+                self.metrics.request_seconds.labels(*labels) if code == "OK" else None,
+                self.metrics.statistics.recorder(*labels) if labels[1] else None,  # known version: statistics
+            )
+        requests, request_seconds, recorder = series
+        requests.inc()
+        if request_seconds is not None:
+            request_seconds.observe(seconds)
+        if recorder is not None:
+            recorder.record_request(code == "OK", rows, seconds)
+        if code == "OK" and not log.isEnabledFor(logging.DEBUG):
+            return
         fields = {"model": labels[0], "version": labels[1], "code": code, "rows": rows, "seconds": round(seconds, 6)}
         if code == "INTERNAL":
             log.error("infer failed: %s", exc, extra=fields, exc_info=exc)

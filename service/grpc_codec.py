@@ -140,7 +140,8 @@ def encode_response(
 ) -> pb.ModelInferResponse:
     response = pb.ModelInferResponse(model_name=model_name, model_version=model_version, id=request_id)
     for name, array in outputs.items():
-        array = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<"))
+        if array.dtype.str[0] != "<" or not array.flags.c_contiguous:  # raw contents are little-endian, C order
+            array = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<"))
         response.outputs.add(name=name, datatype=NUMPY_TO_DATATYPE[array.dtype], shape=array.shape)
         response.raw_output_contents.append(array.tobytes())
     return response

@@ -193,7 +193,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             request.model_version,
             functools.partial(decode_inputs, request),  # decoded inside the data plane's accounting
             requested_outputs(request),
-            parameters=decode_parameters(request.parameters),
+            parameters=decode_parameters(request.parameters) if request.parameters else None,
             deadline=deadline,
             request_id=request_id,
         )

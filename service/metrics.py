@@ -7,7 +7,9 @@ card's out-of-domain threshold, so a dashboard shows inputs drifting out of the 
 
 from __future__ import annotations
 
+import bisect
 import logging
+import math
 import threading
 from collections.abc import Iterable, Iterator, Mapping
 from wsgiref.simple_server import WSGIServer
@@ -35,6 +37,9 @@ BATCH_REQUESTS_BUCKETS = tuple(float(2**k) for k in range(11))  # 1 .. 1024 requ
 # sigma_tot/|mean| on a 1-2-5 ladder from 0.01 % to 10x: a calibrated surrogate sits around 0.1-10 %,
 # and a drift out of the domain shows as mass moving to the right.
 RELATIVE_UNCERTAINTY_BUCKETS = tuple(m * 10.0**e for e in range(-4, 1) for m in (1.0, 2.0, 5.0)) + (10.0,)
+# Runs of at most this many rows take the scalar path of the uncertainty metric: a handful of numpy calls on
+# tiny arrays cost more than the arithmetic (tens of microseconds per batch-1 request on a cold cache).
+SMALL_RUN_ROWS = 16
 
 
 class ArrayHistogram(Collector):
@@ -48,6 +53,7 @@ class ArrayHistogram(Collector):
     def __init__(self, name: str, documentation: str, labelnames: tuple[str, ...], buckets: tuple[float, ...]):
         self.name, self.documentation, self.labelnames = name, documentation, labelnames
         self._bounds = np.asarray(sorted(buckets), dtype=np.float64)
+        self._bound_list = self._bounds.tolist()
         self._counts: dict[tuple[str, ...], np.ndarray] = {}
         self._sums: dict[tuple[str, ...], float] = {}
         self._lock = threading.Lock()
@@ -57,7 +63,22 @@ class ArrayHistogram(Collector):
         # side="left": a value equal to a bound belongs to that bucket (Prometheus buckets are `le`).
         counts = np.bincount(np.searchsorted(self._bounds, values, side="left"), minlength=len(self._bounds) + 1)
         finite = values[np.isfinite(values)]
-        total = float(finite.sum())
+        self._add(labels, counts, float(finite.sum()))
+
+    def observe_few(self, labels: tuple[str, ...], values: list[float]) -> None:
+        """`observe` for a few Python floats, without numpy's per-call cost; the same buckets and sum."""
+        counts = np.zeros(len(self._bounds) + 1, dtype=np.int64)
+        total = 0.0
+        for value in values:
+            if value != value:  # NaN: +Inf bucket, as searchsorted puts it, and not summed
+                counts[-1] += 1
+                continue
+            counts[bisect.bisect_left(self._bound_list, value)] += 1
+            if math.isfinite(value):
+                total += value
+        self._add(labels, counts, total)
+
+    def _add(self, labels: tuple[str, ...], counts: np.ndarray, total: float) -> None:
         with self._lock:
             if labels in self._counts:
                 self._counts[labels] += counts
@@ -150,12 +171,27 @@ class ModelMetrics:
         self._batch_requests.observe(requests)
         self._compute_seconds.observe(seconds.infer)
         self.statistics.record_run(rows, requests, seconds)
-        if "mean" in outputs and "sigma_tot" in outputs:
-            with np.errstate(divide="ignore", invalid="ignore"):
-                relative = np.abs(outputs["sigma_tot"]) / np.abs(outputs["mean"])
-            self.server.relative_uncertainty.observe(self.labels, relative)
+        if "mean" not in outputs or "sigma_tot" not in outputs:
+            return
+        if rows <= SMALL_RUN_ROWS:
+            relative = [_ratio(t, m) for t, m in zip(outputs["sigma_tot"].tolist(), outputs["mean"].tolist())]
+            self.server.relative_uncertainty.observe_few(self.labels, relative)
             if self._out_of_domain is not None:
-                self._out_of_domain.inc(int(np.count_nonzero(relative > self.out_of_domain_relative_sigma)))
+                threshold = self.out_of_domain_relative_sigma
+                self._out_of_domain.inc(sum(1 for r in relative if r > threshold))
+            return
+        with np.errstate(divide="ignore", invalid="ignore"):
+            relative = np.abs(outputs["sigma_tot"]) / np.abs(outputs["mean"])
+        self.server.relative_uncertainty.observe(self.labels, relative)
+        if self._out_of_domain is not None:
+            self._out_of_domain.inc(int(np.count_nonzero(relative > self.out_of_domain_relative_sigma)))
+
+
+def _ratio(sigma: float, mean: float) -> float:
+    """|sigma| / |mean| as numpy divides: inf for a mean of 0 (NaN when sigma is 0 too), NaN from NaN."""
+    if mean == 0:
+        return math.nan if sigma == 0 or sigma != sigma else math.inf
+    return abs(sigma) / abs(mean)
 
 
 class ServerMetrics:

@@ -139,6 +139,9 @@ class InferOptions:
     timeout_us: int | None = None
 
 
+NO_OPTIONS = InferOptions()  # a request without parameters (most of them)
+
+
 def _known() -> str:
     return "; ".join(f"'{p.name}' ({p.takes}: {p.handling})" for p in ACCEPTED.values())
 
@@ -146,7 +149,8 @@ def _known() -> str:
 def parse_parameters(parameters: Mapping[str, object] | None) -> InferOptions:
     """Request parameters checked against REQUEST_PARAMETERS: a refused or unknown one, or a value of the wrong
     type (None: a parameter sent with no value), is refused saying why."""
-    parameters = parameters or {}
+    if not parameters:
+        return NO_OPTIONS
     refused = [PARAMETERS_BY_NAME[k] for k in sorted(parameters) if k in PARAMETERS_BY_NAME and k not in ACCEPTED]
     if refused:
         raise InvalidInput("; ".join(f"request parameter '{p.name}' is refused: {p.meaning}" for p in refused))

@@ -76,38 +76,57 @@ def to_ns(seconds: float) -> int:
     return max(0, round(seconds * NANOSECONDS))
 
 
+def _compute_durations(counts: list[int]) -> ComputeDurations:
+    """[count, input ns, infer ns, output ns] as ComputeDurations (one count: the three phases always go together)."""
+    count, input_ns, infer_ns, output_ns = counts
+    return ComputeDurations(Duration(count, input_ns), Duration(count, infer_ns), Duration(count, output_ns))
+
+
 class StatisticsRecorder:
-    """The counters of one model version. Thread safe: runs are recorded from the batcher's runner threads."""
+    """The counters of one model version. Thread safe: runs are recorded from the batcher's runner threads.
+
+    Recorded on every request, so kept as plain integers (a count and nanoseconds per counter) and turned into
+    the frozen dataclasses above only by `snapshot`."""
 
     def __init__(self, name: str, version: str):
         self.name, self.version = name, version
         self._lock = threading.Lock()
         self._last_inference_ms = self._inference_count = self._execution_count = 0
-        self._success = self._fail = self._queue = Duration()
-        self._compute = ComputeDurations()
-        self._batches: dict[int, ComputeDurations] = {}
+        self._success, self._fail, self._queue = [0, 0], [0, 0], [0, 0]  # count, ns
+        self._compute = [0, 0, 0, 0]  # per request: count, input ns, infer ns, output ns
+        self._batches: dict[int, list[int]] = {}  # per run, by its rows: the same four
 
     def record_request(self, ok: bool, rows: int, seconds: float) -> None:
         """One request answered (ok) or failed after its model version was known."""
         ns, now_ms = to_ns(seconds), int(time.time() * 1000)
         with self._lock:
+            counter = self._success if ok else self._fail
+            counter[0] += 1
+            counter[1] += ns
             if ok:
-                self._success = self._success.plus(ns)
                 self._inference_count += rows
-            else:
-                self._fail = self._fail.plus(ns)
             self._last_inference_ms = now_ms
 
     def record_queue(self, seconds: float) -> None:
+        ns = to_ns(seconds)
         with self._lock:
-            self._queue = self._queue.plus(to_ns(seconds))
+            self._queue[0] += 1
+            self._queue[1] += ns
 
     def record_run(self, rows: int, requests: int, seconds: RunSeconds) -> None:
         """One onnxruntime run of `rows` rows that served `requests` requests."""
+        phases = (to_ns(seconds.input), to_ns(seconds.infer), to_ns(seconds.output))
         with self._lock:
             self._execution_count += 1
-            self._compute = self._compute.plus(seconds, requests)
-            self._batches[rows] = self._batches.get(rows, ComputeDurations()).plus(seconds)
+            compute = self._compute
+            compute[0] += requests
+            batch = self._batches.get(rows)
+            if batch is None:
+                batch = self._batches[rows] = [0, 0, 0, 0]
+            batch[0] += 1
+            for k, ns in enumerate(phases, start=1):
+                compute[k] += ns * requests
+                batch[k] += ns
 
     def snapshot(self) -> VersionStatistics:
         with self._lock:
@@ -117,11 +136,11 @@ class StatisticsRecorder:
                 last_inference_ms=self._last_inference_ms,
                 inference_count=self._inference_count,
                 execution_count=self._execution_count,
-                success=self._success,
-                fail=self._fail,
-                queue=self._queue,
-                compute=self._compute,
-                batches=dict(sorted(self._batches.items())),
+                success=Duration(*self._success),
+                fail=Duration(*self._fail),
+                queue=Duration(*self._queue),
+                compute=_compute_durations(self._compute),
+                batches={rows: _compute_durations(counts) for rows, counts in sorted(self._batches.items())},
             )
 
 
