@@ -304,7 +304,12 @@ def train(
     console.print(
         f"trained {settings.method} on {settings.process} in {run.training_seconds:.0f} s; held-out median |Delta| "
         f"{100 * cal.median_abs_rel_deviation:.3f} %, pulls {raw.pull_mean:+.2f} / {raw.pull_width:.2f} as learned, "
-        f"{cal.pull_mean:+.2f} / {cal.pull_width:.2f} after recalibration by {cal.recalibration_factor:.3f}"
+        + (
+            f"{cal.pull_mean:+.2f} / {cal.pull_width:.2f} after recalibration by {cal.recalibration_factor:.3f}"
+            if cal.recalibration_applied
+            else f"68 % interval covers {100 * raw.coverage_68:.0f} %; recalibration factor a calibration split "
+            f"fits: {cal.recalibration_factor:.3f} (a check, not applied)"
+        )
     )
     console.print(f"saved {out}")
 
@@ -390,6 +395,7 @@ def report(
         sij = pair_invariants(dataset.momenta)
         variable, label = sij.min(axis=1) / sij[:, 0], "min s_ij / s"
     factor = card.calibration.recalibration_factor if card.calibration else 1.0
+    applied = card.calibration.recalibration_applied if card.calibration else False
     try:
         summary = write_calibration_report(
             out,
@@ -401,6 +407,7 @@ def report(
             label,
             title=f"{card.name} v{card.version} ({card.uncertainty.method})",
             recalibration_factor=factor,
+            recalibration_applied=applied,
         )
     except OSError as exc:
         fail(f"could not write the report in {out} ({exc})", FAILED)

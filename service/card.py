@@ -61,6 +61,13 @@ class UncertaintySpec(_Strict):
         default="float64",
         description="precision the members run in inside the graph; features and the aggregation stay float64",
     )
+    aggregation: Literal["ambiguity", "spread_plus_width"] = Field(
+        default="spread_plus_width",
+        description="'ambiguity': sigma_tot^2 = <s_k^2> - (1 - 1/K) V is the error of the members' average, "
+        "sigma_stat^2 = V/K (what more members would average away), sigma_syst^2 = max(<s_k^2> - V, 0) (the "
+        "error the members share), V the members' variance; 'spread_plus_width' (cards written before it): "
+        "sigma_stat^2 = V, sigma_syst^2 = <s_k^2>",
+    )
 
 
 class Domain(_Strict):
@@ -69,6 +76,26 @@ class Domain(_Strict):
     description: str
     sqrt_s_gev: float | None = Field(default=None, gt=0)
     min_sij_over_s: float | None = Field(default=None, ge=0)
+
+
+class CalibrationBin(_Strict):
+    """Calibration of the held-out points with `low` <= variable < `high` (the last bin includes its top)."""
+
+    low: float
+    high: float
+    n_points: int = Field(ge=1)
+    pull_mean: float
+    pull_width: float = Field(ge=0)
+    coverage_68: float = Field(ge=0, le=1)
+    coverage_95: float = Field(ge=0, le=1)
+
+
+class ConditionalCalibration(_Strict):
+    """Calibration in equal-population bins of one variable: a global pull width of 1 can hide 0.5 here and 2
+    there."""
+
+    variable: str = Field(description="e.g. 'min s_ij / s', 'mean' (the prediction), 'sigma_tot / |mean|'")
+    bins: tuple[CalibrationBin, ...] = Field(min_length=1)
 
 
 class CalibrationReport(_Strict):
@@ -82,7 +109,20 @@ class CalibrationReport(_Strict):
     median_abs_rel_deviation: float = Field(ge=0)
     q90_abs_rel_deviation: float = Field(ge=0)
     q99_abs_rel_deviation: float = Field(ge=0)
-    recalibration_factor: float = Field(default=1.0, gt=0)
+    recalibration_factor: float = Field(
+        default=1.0,
+        gt=0,
+        description="f that gives calibration-split pulls unit RMS under sigma -> f sigma; near 1 when the "
+        "uncertainties are calibrated as learned",
+    )
+    recalibration_applied: bool = Field(
+        default=True,
+        description="whether the served sigmas were multiplied by recalibration_factor (cards written before this "
+        "field always were); false: the factor is only a check",
+    )
+    conditional: tuple[ConditionalCalibration, ...] | None = Field(
+        default=None, description="the same calibration in bins of phase space, prediction and predicted sigma"
+    )
 
 
 class Provenance(_Strict):

@@ -18,6 +18,10 @@ def test_quick_science_benchmark_writes_its_table(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     rows = json.loads((tmp_path / "results.json").read_text())
     assert [r["name"] for r in rows] == ["gg_ggg_repulsive_ensemble", "calorimeter_bayesian"]
-    assert rows[1]["sigma_syst_ratio"] > 0 and "sigma_syst within 15 %" in rows[1]["checks"]
-    assert (tmp_path / "gg_ggg_repulsive_ensemble" / "pulls.png").is_file()
+    assert rows[1]["sigma_syst_ratio"] > 0 and "sigma_syst within 5 %" in rows[1]["checks"]
+    assert {"pulls as learned", "factor 0.9-1.1"} <= set(rows[0]["checks"])
+    assert set(rows[0]["conditional_coverage_68"]) == {"min s_ij / s", "mean", "sigma_tot / |mean|"}
+    assert "68 % coverage 60-76 % in every bin of log_energy_em" in rows[1]["checks"]
+    for name in ("pulls.png", "conditional_calibration.png"):
+        assert (tmp_path / "gg_ggg_repulsive_ensemble" / name).is_file()
     assert "| gg_ggg_repulsive_ensemble |" in (tmp_path / "results.md").read_text()

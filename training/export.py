@@ -118,6 +118,10 @@ OUTPUT_DOC = {
     "mean": "the surrogate's prediction",
     "sigma_stat": "uncertainty from the finite training set (spread of the members)",
     "sigma_syst": "learned per-point uncertainty (average of the members' widths)",
+    "sigma_stat ambiguity": "the part of the mean's error that more members would average away: the members' "
+    "spread over sqrt(K)",
+    "sigma_syst ambiguity": "the part of the mean's error the members share (label noise, network bias): their "
+    "learned widths less the share that is their scatter",
     "sigma_tot": "sqrt(sigma_stat^2 + sigma_syst^2)",
     "member_mean": "each member's prediction, shape (batch, members)",
     "member_sigma": "each member's learned width, shape (batch, members), before recalibration",
@@ -184,7 +188,7 @@ def build_card(run: TrainedSurrogate, name: str, version: int, member_dtype: Mem
                 datatype=datatype_of(run.model),
                 shape=(-1, config.members) if o.startswith("member_") else (-1,),
                 unit=unit,
-                description=OUTPUT_DOC[o],
+                description=OUTPUT_DOC.get(f"{o} {run.model.aggregation}", OUTPUT_DOC[o]),
             )
             for o in run.model.output_names
         ),
@@ -193,6 +197,7 @@ def build_card(run: TrainedSurrogate, name: str, version: int, member_dtype: Mem
             members=config.members,
             target_transform=run.model.target_transform,
             member_dtype=member_dtype,
+            aggregation=run.model.aggregation,
         ),
         domain=domain,
         calibration=run.calibration,

@@ -1,7 +1,11 @@
-"""A surrogate from data to calibrated model: build, fit by the chosen uncertainty method, recalibrate, measure.
+"""A surrogate from data to calibrated model: build, fit by the chosen uncertainty method, check, measure.
 
 One entry point for every method and task: amplitudes (four-momenta in, |M|^2 out, fitted in log space) and
 calorimeter response (cluster features in, R = E_reco / E_dep out).
+
+The uncertainties are served as learned (training/surrogate.py derives the aggregation). A recalibration
+factor f (pulls on the calibration split with unit RMS under sigma -> f sigma) is still fitted, as a check:
+calibrated as learned, it comes out near 1; it is applied only when the config asks (`recalibrate`).
 """
 
 from __future__ import annotations
@@ -17,11 +21,16 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from calsurr.service.card import CalibrationReport
 from calsurr.training import data
-from calsurr.training.calibration import calibration_report, fit_recalibration_factor
+from calsurr.training.calibration import (
+    CONDITIONAL_BINS,
+    calibration_report,
+    conditioning_variables,
+    fit_recalibration_factor,
+)
 from calsurr.training.fit import FitConfig, FitHistory, Method, fit_network
 from calsurr.training.models import StackedMLP, VariationalMLP
 from calsurr.training.physics.processes import PROCESSES
-from calsurr.training.surrogate import InvariantFeatures, Standardisation, Surrogate
+from calsurr.training.surrogate import Aggregation, InvariantFeatures, Standardisation, Surrogate
 
 # train, validation (early stopping), calibration (recalibration factor), test (calibration report)
 SPLIT_FRACTIONS = (0.7, 0.1, 0.1, 0.1)
@@ -43,7 +52,16 @@ class TrainingConfig(BaseModel):
     layers: int = Field(default=3, ge=1)
     prior_sigma: float = Field(default=1.0, gt=0, description="Bayesian network: width of the weight prior")
     fit: FitConfig = FitConfig()
-    recalibrate: bool = Field(default=True, description="scale sigma so calibration-split pulls have unit RMS")
+    aggregation: Aggregation = Field(
+        default="ambiguity",
+        description="how member means and widths become sigma_stat and sigma_syst (training/surrogate.py): "
+        "'ambiguity', the error of the members' average; 'spread_plus_width', the spread on top of the widths",
+    )
+    recalibrate: bool = Field(
+        default=False,
+        description="apply the factor fitted on the calibration split (calibration-split pulls with unit RMS); "
+        "it is fitted and reported either way, as a check of the calibration as learned",
+    )
     seed: int = Field(default=0, ge=0, description="seed of generated data, split and initialisation")
 
     @field_validator("process")
@@ -69,8 +87,8 @@ class TrainedSurrogate:
     model: Surrogate
     test: data.Dataset  # the held-out split
     history: FitHistory
-    calibration: CalibrationReport
-    uncalibrated: CalibrationReport
+    calibration: CalibrationReport  # of what is served: as learned, or recalibrated when the config asks
+    uncalibrated: CalibrationReport  # as learned
     dataset_sha256: str
     training_seconds: float
 
@@ -80,6 +98,16 @@ def predict(model: Surrogate, inputs: np.ndarray) -> tuple[np.ndarray, ...]:
     model.eval()
     with torch.no_grad():
         return tuple(t.numpy() for t in model(torch.from_numpy(np.ascontiguousarray(inputs))))
+
+
+def held_out_report(
+    model: Surrogate, test: data.Dataset, factor: float, applied: bool, n_bins: int = CONDITIONAL_BINS
+) -> CalibrationReport:
+    """The calibration of `model` on `test`, globally and in bins (`conditioning_variables`); `factor` is the
+    recalibration factor fitted on the calibration split, `applied` whether the model's sigmas include it."""
+    mean, _, _, sigma_tot = predict(model, test.inputs)
+    variables = conditioning_variables(test, mean, sigma_tot)
+    return calibration_report(mean, sigma_tot, test.target, factor, applied=applied, variables=variables, n_bins=n_bins)
 
 
 def build_surrogate(config: TrainingConfig, inputs: np.ndarray, trained: bool = False) -> Surrogate:
@@ -94,7 +122,32 @@ def build_surrogate(config: TrainingConfig, inputs: np.ndarray, trained: bool = 
         network = VariationalMLP(features.n_features, config.hidden, config.layers, generator, config.prior_sigma)
     else:
         network = StackedMLP(config.members, features.n_features, config.hidden, config.layers, generator)
-    return Surrogate(features, network, transform)
+    return Surrogate(features, network, transform, config.aggregation)
+
+
+def generate(config: TrainingConfig) -> data.Dataset:
+    """The dataset a config generates (seeded, so the same config gives the same events)."""
+    domain = None if config.task == "calibration" else config.domain
+    return data.generate_dataset(
+        config.process, config.n_events, config.seed, domain=domain, noise=config.noise or None
+    )
+
+
+def calibrate(
+    model: Surrogate, config: TrainingConfig, val: data.Dataset, calib: data.Dataset, test: data.Dataset
+) -> tuple[CalibrationReport, CalibrationReport]:
+    """After training: measure the scatter share on the validation inputs, fit the recalibration factor on the
+    calibration split (applied only if the config asks), report on the test split. Returns (served, as
+    learned)."""
+    model.recalibration.fill_(1.0)
+    if model.aggregation == "ambiguity":
+        model.measure_scatter_share(torch.from_numpy(val.inputs))  # the share of the widths that is scatter
+    calib_mean, _, _, calib_sigma = predict(model, calib.inputs)
+    factor = fit_recalibration_factor(calib_mean, calib_sigma, calib.target)
+    uncalibrated = held_out_report(model, test, factor, applied=False)
+    if config.recalibrate:
+        model.recalibration.fill_(factor)
+    return held_out_report(model, test, factor, applied=config.recalibrate), uncalibrated
 
 
 def train_surrogate(
@@ -110,9 +163,7 @@ def train_surrogate(
     started = time.perf_counter()
     torch.manual_seed(config.seed)
     if dataset is None:
-        domain = None if config.task == "calibration" else config.domain
-        noise = config.noise or None
-        dataset = data.generate_dataset(config.process, config.n_events, config.seed, domain=domain, noise=noise)
+        dataset = generate(config)
     train, val, calib, test = data.split(dataset, SPLIT_FRACTIONS, config.seed)
     model = build_surrogate(config, train.inputs)
     p_train, p_val = (torch.from_numpy(d.inputs) for d in (train, val))
@@ -126,12 +177,23 @@ def train_surrogate(
     if isinstance(model.ensemble, VariationalMLP):
         model.ensemble = model.ensemble.sample_members(config.members, config.seed)
     model.double()  # evaluate, calibrate and export the trained members in float64 (see network_dtype)
-    mean, _, _, sigma_tot = predict(model, test.inputs)
-    uncalibrated = calibration_report(mean, sigma_tot, test.target)
-    if config.recalibrate:
-        calib_mean, _, _, calib_sigma = predict(model, calib.inputs)
-        model.recalibration.fill_(fit_recalibration_factor(calib_mean, calib_sigma, calib.target))
-        mean, _, _, sigma_tot = predict(model, test.inputs)
-    report = calibration_report(mean, sigma_tot, test.target, float(model.recalibration))
+    report, uncalibrated = calibrate(model, config, val, calib, test)
     elapsed = time.perf_counter() - started
     return TrainedSurrogate(config, model, test, history, report, uncalibrated, dataset.sha256(), elapsed)
+
+
+def reaggregate(
+    run: TrainedSurrogate, aggregation: Aggregation, dataset: data.Dataset | None = None
+) -> TrainedSurrogate:
+    """The same trained members under another aggregation, calibrated anew on the splits of `dataset` (the
+    config's generated events when None, which must be what the run was trained on: checked by hash)."""
+    config = run.config.model_copy(update={"aggregation": aggregation})
+    dataset = dataset if dataset is not None else generate(config)
+    if dataset.sha256() != run.dataset_sha256:
+        raise ValueError("the dataset is not the one the run was trained on (its sha256 differs)")
+    _, val, calib, test = data.split(dataset, SPLIT_FRACTIONS, config.seed)
+    run.model.aggregation = aggregation
+    report, uncalibrated = calibrate(run.model, config, val, calib, test)
+    return TrainedSurrogate(
+        config, run.model, test, run.history, report, uncalibrated, run.dataset_sha256, run.training_seconds
+    )

@@ -1,8 +1,11 @@
 """The calibration report: plots and a summary of how honest a surrogate's error bars are on held-out points.
 
 A pull width of 0.97 hides where a model fails; the plots show it: a bias in Delta, heavy pull tails,
-under-coverage at high confidence, error bars that stop tracking the error near a collinear cut. The same
-module draws the noise-injection and training-set scaling studies from numbers computed elsewhere.
+under-coverage at high confidence, error bars that stop tracking the error near a collinear cut. The
+conditional calibration (`conditional_calibration.png`, and `calibration.conditional` in the summary and the
+card) gives pull mean, width and 68 / 95 % coverage in five equal-population bins each of the phase-space
+variable, the prediction and the predicted relative sigma. The same module draws the noise-injection and
+training-set scaling studies from numbers computed elsewhere.
 
 Plots use matplotlib's object API (`Figure`, rendered by Agg): no pyplot, no global backend, no screen.
 """
@@ -25,8 +28,15 @@ from matplotlib.ticker import FuncFormatter
 from numpy.typing import ArrayLike
 from pydantic import BaseModel, ConfigDict, Field
 
-from calsurr.service.card import CalibrationReport
-from calsurr.training.calibration import calibration_report, pulls, relative_deviation
+from calsurr.service.card import CalibrationReport, ConditionalCalibration
+from calsurr.training.calibration import (
+    CONDITIONAL_BINS,
+    PREDICTION,
+    RELATIVE_SIGMA,
+    calibration_report,
+    pulls,
+    relative_deviation,
+)
 
 SUMMARY_FILENAME = "summary.json"
 DELTA_PLOT = "relative_deviation.png"
@@ -34,6 +44,8 @@ PULL_PLOT = "pulls.png"
 COVERAGE_PLOT = "coverage.png"
 SIGMA_VS_DELTA_PLOT = "sigma_vs_delta.png"
 PHASE_SPACE_PLOT = "phase_space.png"
+CONDITIONAL_PLOT = "conditional_calibration.png"
+COVERAGE_68_TARGET = (0.60, 0.76)  # the science issue's band for the 68 % coverage in every bin
 NOISE_STUDY_JSON = "noise_study.json"
 NOISE_STUDY_PLOT = "noise_study.png"
 SCALING_STUDY_JSON = "scaling_study.json"
@@ -199,9 +211,12 @@ def summarise_calibration(
     sigma_syst: ArrayLike,
     recalibration_factor: float = 1.0,
     title: str = "",
+    recalibration_applied: bool = False,
 ) -> ReportSummary:
-    """The numbers of the calibration report without its plots (sigmas already recalibrated by the factor)."""
-    return _summary(_HeldOut.validated(truth, mean, sigma_stat, sigma_syst), recalibration_factor, title)
+    """The numbers of the calibration report without its plots (the sigmas as served: `recalibration_factor`
+    is the factor fitted on a calibration split, `recalibration_applied` whether they include it)."""
+    points = _HeldOut.validated(truth, mean, sigma_stat, sigma_syst)
+    return _summary(points, recalibration_factor, title, applied=recalibration_applied)
 
 
 def write_calibration_report(
@@ -214,11 +229,14 @@ def write_calibration_report(
     phase_space_label: str = DEFAULT_PHASE_SPACE_LABEL,
     title: str = "",
     recalibration_factor: float = 1.0,
+    recalibration_applied: bool = False,
 ) -> ReportSummary:
     """Write `summary.json` and the calibration plots of held-out predictions into `out_dir`.
 
-    All arrays are (N,) in the target's physical unit; the sigmas are the ones served, i.e. already multiplied
-    by `recalibration_factor`, which is only recorded. The phase-space plot is drawn when a variable is given.
+    All arrays are (N,) in the target's physical unit; the sigmas are the ones served (multiplied by
+    `recalibration_factor` when `recalibration_applied`; the factor is recorded either way). The phase-space
+    plot is drawn when a variable is given; the conditional calibration bins in it, the prediction and the
+    predicted relative sigma.
     """
     points = _HeldOut.validated(truth, mean, sigma_stat, sigma_syst)
     variable = None
@@ -235,13 +253,18 @@ def write_calibration_report(
     ]
     if variable is not None:
         written.append(_plot_phase_space(points, variable, phase_space_label, out_dir / PHASE_SPACE_PLOT, title))
+    variables = {phase_space_label: variable} if variable is not None else {}
+    variables |= {PREDICTION: points.mean, RELATIVE_SIGMA: points.relative(points.sigma_tot)}
     summary = _summary(
         points,
         recalibration_factor,
         title,
         phase_space_label=phase_space_label if variable is not None else None,
-        plots=tuple(path.name for path in written),
+        applied=recalibration_applied,
+        variables=variables,
     )
+    written.append(_plot_conditional(summary.calibration.conditional, out_dir / CONDITIONAL_PLOT, title))
+    summary = summary.model_copy(update={"plots": tuple(path.name for path in written)})
     (out_dir / SUMMARY_FILENAME).write_text(summary.model_dump_json(indent=2) + "\n")
     return summary
 
@@ -318,12 +341,19 @@ def _summary(
     title: str,
     phase_space_label: str | None = None,
     plots: tuple[str, ...] = (),
+    applied: bool = False,
+    variables: dict[str, np.ndarray] | None = None,
 ) -> ReportSummary:
     abs_delta = np.abs(points.delta)
     low, high = np.quantile(points.pull, ONE_SIGMA_QUANTILES)
+    if variables is None:
+        variables = {PREDICTION: points.mean, RELATIVE_SIGMA: points.relative(points.sigma_tot)}
+    calibration = calibration_report(
+        points.mean, points.sigma_tot, points.truth, recalibration_factor, applied, variables, CONDITIONAL_BINS
+    )
     return ReportSummary(
         title=title,
-        calibration=calibration_report(points.mean, points.sigma_tot, points.truth, recalibration_factor),
+        calibration=calibration,
         pull_median=float(np.median(points.pull)),
         pull_core_width=float(high - low) / 2.0,
         pull_tail_fraction=float(np.mean(np.abs(points.pull) > TAIL_PULL)),
@@ -624,6 +654,61 @@ def _plot_phase_space(points: _HeldOut, variable: np.ndarray, label: str, path: 
             _plain_log_axis(bottom.xaxis)
         bottom.set_xlim(edges[0], edges[-1])
     return path
+
+
+def _plot_conditional(conditional: tuple[ConditionalCalibration, ...], path: Path, title: str) -> Path:
+    """Per binning variable (columns): 68 and 95 % coverage per bin against the target band (top), pull mean
+    and width per bin (bottom). Bins are equal-population; points sit at the bin's index, edges are labelled."""
+    n = len(conditional)
+    with _figure(path, title, (4.2 * n, 7.0)) as figure:
+        axes = figure.subplots(2, n, squeeze=False, sharey="row")
+        pull_high = 1.5
+        for column, block in enumerate(conditional):
+            top, bottom = axes[0, column], axes[1, column]
+            x = np.arange(len(block.bins))
+            size = np.array([b.n_points for b in block.bins])
+            top.axhspan(*COVERAGE_68_TARGET, color="grey", alpha=0.2, lw=0, label="target for 68 %: 60-76 %")
+            for nominal, values, color, name in (
+                (MARKED_COVERAGE[0], [b.coverage_68 for b in block.bins], DATA_COLOR, "68 %"),
+                (MARKED_COVERAGE[1], [b.coverage_95 for b in block.bins], MODEL_COLOR, "95 %"),
+            ):
+                top.axhline(nominal, color=color, ls="--", lw=0.8)
+                error = np.sqrt(nominal * (1.0 - nominal) / size)
+                top.errorbar(x, values, error, fmt="o", ms=4, color=color, label=f"{name} interval, per bin")
+            top.set(ylim=(0.0, 1.05), title=_conditional_label(block.variable))
+            bottom.axhspan(0.9, 1.1, color="grey", alpha=0.2, lw=0, label="width 0.9-1.1")
+            bottom.axhline(1.0, color="grey", ls="--", lw=0.8)
+            bottom.axhline(0.0, color="grey", lw=0.8)
+            width = np.array([b.pull_width for b in block.bins])
+            means = np.array([b.pull_mean for b in block.bins])
+            bottom.errorbar(
+                x - 0.08, width, width / np.sqrt(2.0 * size), fmt="s", ms=4, color=DATA_COLOR, label="pull width"
+            )
+            bottom.errorbar(x + 0.08, means, width / np.sqrt(size), fmt="^", ms=4, color=STAT_COLOR, label="pull mean")
+            pull_high = max(pull_high, float(np.max(width)) * 1.1)
+            edges = [f"{b.low:.3g}" for b in block.bins] + [f"{block.bins[-1].high:.3g}"]
+            bottom.set_xticks(np.arange(len(edges)) - 0.5, edges, rotation=45, fontsize=8)
+            bottom.set(xlabel="equal-population bins (edges)", xlim=(-0.6, len(block.bins) - 0.4))
+            top.set(xlim=(-0.6, len(block.bins) - 0.4))
+            top.set_xticks(np.arange(len(edges)) - 0.5, [""] * len(edges))
+            for ax in (top, bottom):
+                ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+        axes[1, 0].set_ylim(
+            min(-0.5, float(np.min([b.pull_mean for c in conditional for b in c.bins])) - 0.1), pull_high
+        )
+        axes[0, 0].set_ylabel("observed coverage")
+        axes[1, 0].set_ylabel("pulls")
+        handles, labels = axes[0, 0].get_legend_handles_labels()
+        more, more_labels = axes[1, 0].get_legend_handles_labels()
+        figure.legend(handles + more, labels + more_labels, loc="outside lower center", ncol=3)
+    return path
+
+
+def _conditional_label(variable: str) -> str:
+    """Axis titles of the conditional calibration's variables."""
+    return {"mean": "prediction (mean)", "sigma_tot / |mean|": r"predicted $\sigma_\mathrm{tot}$ / |mean|"}.get(
+        variable, _axis_label(variable)
+    )
 
 
 def _axis_label(label: str) -> str:

@@ -18,6 +18,7 @@ from calsurr.training.pipeline import TrainedSurrogate, TrainingConfig, build_su
 
 SURROGATE_FILE = "surrogate.pt"
 TEST_FILE = "test.h5"
+LEGACY_AGGREGATION = "spread_plus_width"
 
 
 def save_run(run: TrainedSurrogate, folder: Path) -> Path:
@@ -42,10 +43,12 @@ def save_run(run: TrainedSurrogate, folder: Path) -> Path:
 def load_run(folder: Path) -> TrainedSurrogate:
     folder = Path(folder)
     saved = torch.load(folder / SURROGATE_FILE, weights_only=True)
-    config = TrainingConfig.model_validate(saved["config"])
+    # runs saved before the aggregation was a setting used the spread on top of the widths (and its factor)
+    config = TrainingConfig.model_validate({"aggregation": LEGACY_AGGREGATION, **saved["config"]})
     test = read_dataset(folder / TEST_FILE)
     model = build_surrogate(config, test.inputs, trained=True).double()
-    model.load_state_dict(saved["state"])
+    state = {"scatter_share": torch.zeros((), dtype=torch.float64), **saved["state"]}  # absent before it existed
+    model.load_state_dict(state)
     history = FitHistory(saved["history"]["train"], saved["history"]["val"], saved["history"]["best"])
     return TrainedSurrogate(
         config,

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from calsurr.training.report import (
+    CONDITIONAL_PLOT,
     COVERAGE_PLOT,
     DELTA_PLOT,
     NOISE_STUDY_JSON,
@@ -117,6 +118,37 @@ def test_overestimated_sigmas_give_narrow_pulls_and_over_coverage():
     assert summary.plots == () and summary.phase_space_label is None
 
 
+def test_conditional_calibration_holds_in_every_bin_of_calibrated_predictions(report):
+    _, summary = report
+    conditional = summary.calibration.conditional
+    assert [c.variable for c in conditional] == ["min s_ij / s", "mean", "sigma_tot / |mean|"]
+    for block in conditional:
+        assert len(block.bins) == 5 and sum(b.n_points for b in block.bins) == N_POINTS
+        assert all(b.n_points == N_POINTS // 5 for b in block.bins)  # equal population
+        assert [b.low for b in block.bins[1:]] == [b.high for b in block.bins[:-1]]
+    # not in bins of sigma / |mean|: this synthetic builds sigma from the truth, so sigma / |mean| =
+    # REL_SIGMA / (1 + REL_SIGMA z) selects on the error itself (a model's sigma is a function of its inputs)
+    for block in conditional[:2]:
+        for b in block.bins:  # 4000 points a bin: binomial std error 0.0074 at 68 %
+            assert b.coverage_68 == pytest.approx(P_WITHIN_1_SIGMA, abs=0.03), (block.variable, b)
+            assert b.pull_width == pytest.approx(1.0, abs=0.05) and abs(b.pull_mean) < 0.06
+
+
+def test_conditional_calibration_finds_a_region_the_global_width_hides():
+    """Sigmas half the error below the median truth and twice it above: a global width near 1.58 / 0.5 mix,
+    and in the bins of the prediction 0.38 coverage at the bottom, 0.95 at the top."""
+    arrays = synthetic()
+    low = arrays["truth"] < np.median(arrays["truth"])
+    scale = np.where(low, 0.5, 2.0)
+    arrays["sigma_stat"], arrays["sigma_syst"] = arrays["sigma_stat"] * scale, arrays["sigma_syst"] * scale
+    summary = summarise_calibration(**arrays)
+    by_prediction = {c.variable: c for c in summary.calibration.conditional}["mean"]
+    assert by_prediction.bins[0].coverage_68 == pytest.approx(0.383, abs=0.03)
+    assert by_prediction.bins[0].pull_width == pytest.approx(2.0, abs=0.1)
+    assert by_prediction.bins[-1].coverage_68 == pytest.approx(0.954, abs=0.02)
+    assert by_prediction.bins[-1].pull_width == pytest.approx(0.5, abs=0.03)
+
+
 def test_coverage_curve_is_the_diagonal_for_unit_gaussian_pulls():
     pull = np.random.default_rng(2).standard_normal(N_POINTS)
     nominal = np.linspace(0.0, 0.99, 34)
@@ -125,7 +157,7 @@ def test_coverage_curve_is_the_diagonal_for_unit_gaussian_pulls():
 
 def test_report_writes_valid_pngs_and_a_summary_that_validates(report):
     out, summary = report
-    assert summary.plots == (*CALIBRATION_PLOTS, PHASE_SPACE_PLOT)
+    assert summary.plots == (*CALIBRATION_PLOTS, PHASE_SPACE_PLOT, CONDITIONAL_PLOT)
     for name in summary.plots:
         assert_png(out / name)
     assert ReportSummary.model_validate_json((out / SUMMARY_FILENAME).read_text()) == summary
@@ -134,7 +166,8 @@ def test_report_writes_valid_pngs_and_a_summary_that_validates(report):
 
 def test_phase_space_plot_only_with_a_variable(tmp_path):
     summary = write_calibration_report(tmp_path, **synthetic())
-    assert summary.plots == CALIBRATION_PLOTS
+    assert summary.plots == (*CALIBRATION_PLOTS, CONDITIONAL_PLOT)
+    assert [c.variable for c in summary.calibration.conditional] == ["mean", "sigma_tot / |mean|"]
     assert not (tmp_path / PHASE_SPACE_PLOT).exists()
     assert json.loads((tmp_path / SUMMARY_FILENAME).read_text())["phase_space_label"] is None
 

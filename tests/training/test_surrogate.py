@@ -46,17 +46,64 @@ def test_features_are_lorentz_invariant_and_standardised():
     np.testing.assert_allclose(features(p @ boost.T).numpy(), x.numpy(), atol=1e-9)
 
 
-def test_aggregation_follows_the_uncertainty_contract():
-    network = StackedMLP(members=5, n_inputs=6, hidden=8, layers=2, generator=torch.Generator().manual_seed(3))
-    model = Surrogate(InvariantFeatures(4), network, "log").double()
+def _members_model(aggregation="ambiguity", members=5):
+    network = StackedMLP(members=members, n_inputs=6, hidden=8, layers=2, generator=torch.Generator().manual_seed(3))
+    model = Surrogate(InvariantFeatures(4), network, "log", aggregation).double()
     p = _momenta(40)
     target = torch.rand(40, dtype=torch.float64) * 100 + 10
     model.fit_standardisation(p, target)
+    return model, p
+
+
+def test_aggregation_is_the_error_of_the_members_average():
+    model, p = _members_model()
     model.recalibration.fill_(1.5)
+    rho = model.measure_scatter_share(p)
     with torch.no_grad():
         mean, sigma_stat, sigma_syst, sigma_tot = (t.numpy() for t in model(p))
         mu, s = (t.numpy() for t in model.members_transformed(p))
+    k = len(mu)
+    spread = mu.var(0, ddof=1)
+    width = (s**2).mean(0)
+    assert rho == pytest.approx(spread.mean() / width.mean(), rel=1e-12) and 0 < rho < 1
+    assert float(model.scatter_share) == rho
     np.testing.assert_allclose(mean, np.exp(mu.mean(0)), rtol=1e-12)
-    np.testing.assert_allclose(sigma_stat, 1.5 * mean * mu.std(0, ddof=1), rtol=1e-10)
-    np.testing.assert_allclose(sigma_syst, 1.5 * mean * np.sqrt((s**2).mean(0)), rtol=1e-10)
+    np.testing.assert_allclose(sigma_stat, 1.5 * mean * np.sqrt(spread / k), rtol=1e-10)
+    np.testing.assert_allclose(sigma_syst, 1.5 * mean * np.sqrt((1 - rho) * width), rtol=1e-10)
     np.testing.assert_allclose(sigma_tot, np.hypot(sigma_stat, sigma_syst), rtol=1e-12)
+    # on average sigma_tot^2 is the ambiguity estimate <s_k^2> - (1 - 1/K) V of the average's error
+    ambiguity = width - (1 - 1 / k) * spread
+    assert np.mean((sigma_tot / (1.5 * mean)) ** 2) == pytest.approx(np.mean(ambiguity), rel=1e-10)
+
+
+def test_ambiguity_makes_calibrated_members_give_a_calibrated_average():
+    """Members whose widths are their own rms errors: sigma_tot is the rms error of their average, in every
+    regime of shared error against scatter, and the spread added on top of the widths is too wide."""
+    rng = np.random.default_rng(0)
+    k, n = 8, 200_000
+    # shared^2 / scatter^2 from 2.8 to 0.36 (gg -> ggg: 0.37 for the K = 8 ensemble, 1.9-3.9 for smaller runs);
+    # where the scatter dominates further, V / K from K values makes the pulls Student-t-like (width 1.13 at 0.01)
+    for shared, scatter in ((1.0, 0.6), (0.6, 1.0)):
+        bias = shared * rng.standard_normal(n)
+        members = bias + scatter * rng.standard_normal((k, n))  # m_k - y
+        width = np.full(n, shared**2 + scatter**2)  # E[(m_k - y)^2], what each member's likelihood fits
+        spread = members.var(0, ddof=1)
+        rho = spread.mean() / width.mean()
+        sigma_tot2 = spread / k + (1 - rho) * width
+        error = members.mean(0)
+        assert np.mean(error**2) == pytest.approx(shared**2 + scatter**2 / k, rel=0.01)
+        pull = error / np.sqrt(sigma_tot2)
+        assert np.std(pull) == pytest.approx(1.0, abs=0.02), (shared, scatter)
+        assert np.mean(np.abs(pull) < 1) == pytest.approx(0.6827, abs=0.01), (shared, scatter)
+        assert np.std(error / np.sqrt(spread + width)) < 0.8  # the spread on top of the widths counts it twice
+
+
+def test_legacy_aggregation_adds_the_spread_to_the_widths():
+    model, p = _members_model("spread_plus_width")
+    with torch.no_grad():
+        mean, sigma_stat, sigma_syst, _ = (t.numpy() for t in model(p))
+        mu, s = (t.numpy() for t in model.members_transformed(p))
+    np.testing.assert_allclose(sigma_stat, mean * mu.std(0, ddof=1), rtol=1e-10)
+    np.testing.assert_allclose(sigma_syst, mean * np.sqrt((s**2).mean(0)), rtol=1e-10)
+    with pytest.raises(ValueError, match="aggregation"):
+        Surrogate(InvariantFeatures(4), model.ensemble, "log", "average")
