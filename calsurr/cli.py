@@ -18,6 +18,11 @@ from calsurr.offline import fail
 if TYPE_CHECKING:
     from calsurr.training.data import PhaseSpaceDomain
 
+DEMO_PROCESSES = ("gg_ggg", "gg_gg")
+# the demo's size (calsurr/demo.py): 30k gg -> ggg events, 4 members of 3 x 64, 60 epochs of batches of 512;
+# ~1 % accurate, with error bars that hold as learned (seeds 0-2: 68 % covers 67-69 %, 95 % covers 94-96 %)
+DEMO_BATCH_SIZE = 512
+
 # Plain click output: an error is one line "Error: ..." (a usage error of click's own parser adds the usage
 # above it), never a panel; help text shows "[default: ...]" as written; an unexpected exception, a bug, prints
 # Python's own traceback rather than a panel of locals. A user's mistake exits 2, a failure of the work 1.
@@ -251,15 +256,20 @@ def demo(
         Path | None,
         typer.Option(help="where the model repository goes; a rerun publishes the next version [default: a temp dir]"),
     ] = None,
-    events: Annotated[int, typer.Option(help="gg -> gg events generated (70 % train)")] = 20_000,
+    process: Annotated[
+        str, typer.Option(help="gg_ggg, or gg_gg (1-D: its errors follow the angle, so its pulls are not Gaussian)")
+    ] = "gg_ggg",
+    events: Annotated[int, typer.Option(help="events generated (70 % train)")] = 30_000,
     members: Annotated[int, typer.Option(help="ensemble members")] = 4,
-    epochs: Annotated[int, typer.Option(help="maximum training epochs")] = 150,
+    epochs: Annotated[int, typer.Option(help="maximum training epochs")] = 60,
     rows: Annotated[int, typer.Option(min=0, help="phase-space points printed")] = 10,
     seed: Annotated[int, typer.Option(help="seed of data, initialisation and shuffling")] = 0,
 ) -> None:
-    """Train a small gg -> gg deep ensemble, export it, serve it, query it, print predictions."""
+    """Train a small gg -> ggg deep ensemble, export it, serve it, query it, print predictions."""
+    if process not in DEMO_PROCESSES:
+        fail(f"--process must be one of {', '.join(DEMO_PROCESSES)}, got '{process}'")
     if workdir is not None:
-        for folder in (workdir, workdir / "repository", workdir / "repository" / "gg_gg"):
+        for folder in (workdir, workdir / "repository", workdir / "repository" / process):
             offline.check_folder(folder, "--workdir")
     from pydantic import ValidationError
 
@@ -268,9 +278,8 @@ def demo(
 
     options = {"n_events": "--events", "members": "--members", "seed": "--seed", "epochs": "--epochs"}
     try:
-        config = TrainingConfig(
-            process="gg_gg", n_events=events, members=members, seed=seed, fit=FitConfig(epochs=epochs, seed=seed)
-        )
+        fit = FitConfig(epochs=epochs, batch_size=DEMO_BATCH_SIZE, seed=seed)
+        config = TrainingConfig(process=process, n_events=events, members=members, seed=seed, fit=fit)
     except ValidationError as exc:  # FitConfig's errors name epochs and seed, TrainingConfig's its own fields
         fail(offline.describe_validation(exc, options))
     if workdir is not None:

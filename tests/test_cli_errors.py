@@ -295,8 +295,9 @@ def test_demo_bad_arguments(tmp_path, no_expensive_work):
     (tmp_path / "file").write_text("")
     _error(_invoke("demo", "--workdir", tmp_path / "file"), "--workdir", "is a file")
     (tmp_path / "w" / "repository").mkdir(parents=True)
-    (tmp_path / "w" / "repository" / "gg_gg").write_text("")
-    _error(_invoke("demo", "--workdir", tmp_path / "w"), "--workdir", "gg_gg is a file")
+    (tmp_path / "w" / "repository" / "gg_ggg").write_text("")
+    _error(_invoke("demo", "--workdir", tmp_path / "w"), "--workdir", "gg_ggg is a file")
+    _error(_invoke("demo", "--process", "gg_gggg"), "--process", "gg_ggg, gg_gg", "got 'gg_gggg'")
 
 
 def test_serve_bad_settings_are_one_line(tmp_path):

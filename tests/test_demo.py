@@ -1,4 +1,4 @@
-"""`calsurr demo` end to end on a small budget: the table and the summary appear; a rerun in the same
+"""`calsurr demo` (gg -> ggg) end to end on a small budget: the table and the summary appear; a rerun in the same
 workdir publishes the next version (versions are immutable) and queries it."""
 
 import pytest
@@ -20,7 +20,7 @@ def test_demo_prints_predictions_with_both_uncertainties_and_a_rerun_publishes_v
     for header in ("true |M|^2", "mean", "sigma_stat", "sigma_syst", "pull"):
         assert header in result.output
     assert "held-out points through the server" in result.output
-    model = tmp_path / "repository" / "gg_gg"
+    model = tmp_path / "repository" / "gg_ggg"
     assert (model / "1" / "model.onnx").is_file()
     first_card = (model / "1" / "card.json").read_bytes()
 
