@@ -20,6 +20,10 @@ from calsurr.training.models import VariationalMLP, function_space_repulsion, ga
 
 Method = Literal["deep_ensemble", "bayesian", "repulsive_ensemble"]
 Device = Literal["auto", "cpu", "cuda"]
+# learning rate over the run: "cosine" from the peak down to 0; "warmup_cosine" a linear rise over the first
+# `warmup` of the steps, then the cosine; "one_cycle" torch's OneCycleLR (from peak / 25 up to the peak over
+# `warmup`, then a cosine down to peak / 25 / 1e4, with beta_1 cycled between 0.85 and `beta1` against it)
+Schedule = Literal["cosine", "warmup_cosine", "one_cycle"]
 BAYESIAN_VALIDATION_DRAWS = 4  # weight draws averaged in the Bayesian network's validation loss
 
 
@@ -45,6 +49,9 @@ class FitConfig(BaseModel):
     weight_decay: float = Field(default=0.0, ge=0)
     patience: int = Field(default=30, ge=1, description="epochs without validation improvement before stopping")
     repulsion: float = Field(default=1.0, ge=0, description="strength of the repulsive ensemble's repulsion")
+    schedule: Schedule = Field(default="cosine", description="learning-rate schedule: cosine, warmup_cosine, one_cycle")
+    warmup: float = Field(default=0.05, gt=0, lt=1, description="share of the steps the rise to the peak takes")
+    beta1: float = Field(default=0.9, ge=0, lt=1, description="AdamW's beta_1 (momentum of the gradient average)")
     seed: int = 0
     device: Device = Field(
         default="auto",
@@ -94,7 +101,7 @@ def fit_network(
     show_progress: bool = True,
     checkpoint: Path | None = None,
 ) -> FitHistory:
-    """Fit standardised inputs (N, F) to standardised targets (N,) with AdamW and a cosine schedule, on
+    """Fit standardised inputs (N, F) to standardised targets (N,) with AdamW and `config.schedule`, on
     `config.device` with the data held there.
 
     The weights of the best validation epoch are kept (and saved to `checkpoint` at each improvement); the
@@ -113,12 +120,40 @@ def _on_cpu(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {k: v.detach().to("cpu", copy=True) for k, v in state.items()}
 
 
+def learning_rate_schedule(
+    optimiser: torch.optim.Optimizer, config: FitConfig, total_steps: int
+) -> torch.optim.lr_scheduler.LRScheduler:
+    """The scheduler of `config.schedule`, stepped once per optimiser step over `total_steps`."""
+    if config.schedule == "one_cycle":
+        return torch.optim.lr_scheduler.OneCycleLR(
+            optimiser,
+            max_lr=config.learning_rate,
+            total_steps=total_steps,
+            pct_start=config.warmup,
+            base_momentum=min(0.85, config.beta1),
+            max_momentum=config.beta1,
+        )
+    if config.schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=total_steps)
+    warmup = max(1, round(config.warmup * total_steps))
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = (step - warmup) / max(1, total_steps - warmup)
+        return 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimiser, factor)
+
+
 def _fit(network, method, x_train, y_train, x_val, y_val, config, show_progress, checkpoint, device) -> FitHistory:
     n = len(y_train)
     steps = math.ceil(n / config.batch_size)
     generator = torch.Generator().manual_seed(config.seed)
-    optimiser = torch.optim.AdamW(network.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=config.epochs * steps)
+    optimiser = torch.optim.AdamW(
+        network.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay, betas=(config.beta1, 0.999)
+    )
+    schedule = learning_rate_schedule(optimiser, config, config.epochs * steps)
     history = FitHistory()
     best_state, best_loss, stale = _on_cpu(network.state_dict()), math.inf, 0
     columns = [

@@ -7,9 +7,15 @@ in training and in the exported graph alike, instead of K separate subgraphs.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import Literal
 
 import torch
 from torch import nn
+
+Activation = Literal["silu", "gelu"]
+# GELU in its tanh form: onnxruntime has no float64 Erf kernel, so the exact form would not serve float64 members
+ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {"silu": nn.SiLU, "gelu": lambda: nn.GELU(approximate="tanh")}
 
 
 class StackedMLP(nn.Module):
@@ -19,7 +25,15 @@ class StackedMLP(nn.Module):
     where each member sees its own shuffling of the data). Output (K, B, 2): mean and log sigma.
     """
 
-    def __init__(self, members: int, n_inputs: int, hidden: int, layers: int, generator: torch.Generator):
+    def __init__(
+        self,
+        members: int,
+        n_inputs: int,
+        hidden: int,
+        layers: int,
+        generator: torch.Generator,
+        activation: Activation = "silu",
+    ):
         super().__init__()
         widths = [n_inputs, *[hidden] * layers, 2]
         self.members = members
@@ -31,7 +45,7 @@ class StackedMLP(nn.Module):
             b = (torch.rand(members, 1, fan_out, generator=generator) * 2 - 1) * bound
             self.weights.append(nn.Parameter(w))
             self.biases.append(nn.Parameter(b))
-        self.activation = nn.SiLU()
+        self.activation = ACTIVATIONS[activation]()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = x.unsqueeze(0) if x.dim() == 2 else x
@@ -70,7 +84,15 @@ class VariationalMLP(nn.Module):
 
     members = 1
 
-    def __init__(self, n_inputs: int, hidden: int, layers: int, generator: torch.Generator, prior_sigma: float = 1.0):
+    def __init__(
+        self,
+        n_inputs: int,
+        hidden: int,
+        layers: int,
+        generator: torch.Generator,
+        prior_sigma: float = 1.0,
+        activation: Activation = "silu",
+    ):
         super().__init__()
         init = StackedMLP(1, n_inputs, hidden, layers, generator)
         self.means = nn.ParameterList([nn.Parameter(w[0].clone()) for w in init.weights])
@@ -79,7 +101,8 @@ class VariationalMLP(nn.Module):
         self.rhos = nn.ParameterList([nn.Parameter(torch.full_like(w, start)) for w in self.means])
         self.bias_rhos = nn.ParameterList([nn.Parameter(torch.full_like(b, start)) for b in self.bias_means])
         self.prior_sigma = prior_sigma
-        self.activation = nn.SiLU()
+        self.activation_name: Activation = activation
+        self.activation = ACTIVATIONS[activation]()
         self.hidden, self.layers = hidden, layers
 
     def _draw(self, generator: torch.Generator | None = None) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
@@ -121,7 +144,7 @@ class VariationalMLP(nn.Module):
     def sample_members(self, members: int, seed: int) -> StackedMLP:
         """K fixed draws from the posterior as a stacked ensemble (what gets exported)."""
         generator = torch.Generator().manual_seed(seed)
-        stacked = StackedMLP(members, self.means[0].shape[0], self.hidden, self.layers, generator)
+        stacked = StackedMLP(members, self.means[0].shape[0], self.hidden, self.layers, generator, self.activation_name)
         draws = [self._draw(generator) for _ in range(members)]
         with torch.no_grad():
             for layer in range(len(self.means)):

@@ -13,11 +13,12 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from calsurr.service.card import CalibrationReport
 from calsurr.training import data
@@ -28,13 +29,23 @@ from calsurr.training.calibration import (
     fit_recalibration_factor,
 )
 from calsurr.training.fit import FitConfig, FitHistory, Method, fit_network
-from calsurr.training.models import StackedMLP, VariationalMLP
+from calsurr.training.models import Activation, StackedMLP, VariationalMLP
 from calsurr.training.physics.processes import PROCESSES
-from calsurr.training.surrogate import Aggregation, InvariantFeatures, Standardisation, Surrogate
+from calsurr.training.surrogate import (
+    Aggregation,
+    InvariantFeatures,
+    ParkeTaylorPrefactor,
+    Standardisation,
+    Surrogate,
+    Symmetry,
+)
 
 # train, validation (early stopping), calibration (recalibration factor), test (calibration report)
 SPLIT_FRACTIONS = (0.7, 0.1, 0.1, 0.1)
 CALORIMETER = "calorimeter"
+# "parke_taylor": amplitudes learn log(|M|^2 / P), P the Parke-Taylor sum (training/surrogate.py); from 6 gluons
+TargetPrefactor = Literal["none", "parke_taylor"]
+MIN_PARKE_TAYLOR_PARTICLES = 6  # for 4 and 5 gluons P is |M|^2 itself: nothing would be left to learn
 
 
 class TrainingConfig(BaseModel):
@@ -51,6 +62,17 @@ class TrainingConfig(BaseModel):
     hidden: int = Field(default=64, ge=1)
     layers: int = Field(default=3, ge=1)
     prior_sigma: float = Field(default=1.0, gt=0, description="Bayesian network: width of the weight prior")
+    activation: Activation = Field(default="silu", description="the members' activation: silu or gelu")
+    symmetry: Symmetry = Field(
+        default="none",
+        description="amplitudes: 'canonical' orders the identical gluons before the invariants are formed "
+        "(final state by energy, beams by the leading gluon's hemisphere), so the network sees one point per orbit",
+    )
+    target_prefactor: TargetPrefactor = Field(
+        default="none",
+        description="amplitudes from 6 gluons: 'parke_taylor' fits log(|M|^2 / P), P the Parke-Taylor sum holding "
+        "the soft and collinear poles; the graph multiplies P back",
+    )
     fit: FitConfig = FitConfig()
     aggregation: Aggregation = Field(
         default="ambiguity",
@@ -71,6 +93,17 @@ class TrainingConfig(BaseModel):
         if value not in known:
             raise ValueError(f"expected one of {', '.join(known)}, got '{value}'")
         return value
+
+    @model_validator(mode="after")
+    def _levers_fit_the_task(self) -> TrainingConfig:
+        if self.process == CALORIMETER and (self.symmetry != "none" or self.target_prefactor != "none"):
+            raise ValueError("symmetry and target_prefactor apply to amplitudes, not to the calorimeter")
+        if self.target_prefactor == "parke_taylor" and PROCESSES[self.process].n_particles < MIN_PARKE_TAYLOR_PARTICLES:
+            raise ValueError(
+                f"target_prefactor parke_taylor needs at least {MIN_PARKE_TAYLOR_PARTICLES} gluons: for "
+                f"{self.process} the Parke-Taylor sum is the exact |M|^2, leaving nothing to learn"
+            )
+        return self
 
     @classmethod
     def from_yaml(cls, path: Path) -> TrainingConfig:
@@ -114,15 +147,19 @@ def build_surrogate(config: TrainingConfig, inputs: np.ndarray, trained: bool = 
     """An untrained surrogate for `config`; `trained=True` gives the shape of a finished one (a Bayesian
     network is then its K posterior draws), ready to load saved weights into."""
     generator = torch.Generator().manual_seed(config.seed)
+    prefactor = None
     if config.task == "amplitude":
-        features, transform = InvariantFeatures(inputs.shape[1]), "log"
+        features, transform = InvariantFeatures(inputs.shape[1], config.symmetry), "log"
+        if config.target_prefactor == "parke_taylor":
+            prefactor = ParkeTaylorPrefactor(inputs.shape[1])
     else:
         features, transform = Standardisation(inputs.shape[1]), "identity"
+    shape = (features.n_features, config.hidden, config.layers, generator)
     if config.method == "bayesian" and not trained:
-        network = VariationalMLP(features.n_features, config.hidden, config.layers, generator, config.prior_sigma)
+        network = VariationalMLP(*shape, config.prior_sigma, config.activation)
     else:
-        network = StackedMLP(config.members, features.n_features, config.hidden, config.layers, generator)
-    return Surrogate(features, network, transform, config.aggregation)
+        network = StackedMLP(config.members, *shape, config.activation)
+    return Surrogate(features, network, transform, config.aggregation, prefactor)
 
 
 def generate(config: TrainingConfig) -> data.Dataset:
@@ -170,7 +207,9 @@ def train_surrogate(
     model.fit_standardisation(p_train, torch.from_numpy(train.target))
     with torch.no_grad():
         x_train, x_val = (model.features(p).float() for p in (p_train, p_val))
-        y_train, y_val = (model.standardise_target(torch.from_numpy(d.target)).float() for d in (train, val))
+        y_train, y_val = (
+            model.standardise_target(torch.from_numpy(d.target), p).float() for d, p in ((train, p_train), (val, p_val))
+        )
     history = fit_network(
         model.ensemble, config.method, x_train, y_train, x_val, y_val, config.fit, show_progress, checkpoint
     )

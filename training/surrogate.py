@@ -4,9 +4,11 @@ This module is what gets exported to ONNX, so pre-processing, every member, the 
 mapping back to physical units live in one graph and training and serving cannot drift apart.
 
 Members fit a standardised y = T(target), T = log for amplitudes (they span orders of magnitude) and the
-identity for calorimeter response. Member k gives a mean m_k(x) and a learned width s_k(x) in T-space; the
-served prediction is their average mbar = <m_k> (<.> the average over the K members). Its error, in the
-default aggregation "ambiguity" (`Aggregation`):
+identity for calorimeter response; an amplitude surrogate may learn log(target / P) instead, P a known
+function holding the target's singularities (`ParkeTaylorPrefactor`), added back inside the graph. Member k
+gives a mean m_k(x) and a learned width s_k(x) in T-space; the served prediction is their average
+mbar = <m_k> (<.> the average over the K members). Its error, in the default aggregation "ambiguity"
+(`Aggregation`):
 
 1. Each width is fitted by the Gaussian likelihood to its own member's squared error: E[s_k^2] estimates
    E[(m_k - y)^2], y the label (the truth, plus label noise where the labels carry it). For any K numbers the
@@ -44,7 +46,7 @@ Identity: mean = mbar and the sigmas as they are; log: mean = exp(mbar) and each
 
 from __future__ import annotations
 
-from itertools import combinations
+from itertools import combinations, permutations
 from typing import Literal
 
 import torch
@@ -87,23 +89,109 @@ class Standardisation(nn.Module):
         return (self.raw(inputs) - self.shift) / self.scale
 
 
+METRIC = (1.0, -1.0, -1.0, -1.0)
+# "none": the momenta as given; "canonical": the final-state gluons ordered by their energy in the partonic
+# rest frame and the beams by the hemisphere of the leading gluon (`canonical_order`)
+Symmetry = Literal["none", "canonical"]
+SYMMETRIES: tuple[Symmetry, ...] = ("none", "canonical")
+
+
+def minkowski_dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """a.b over the last axis (E, px, py, pz), metric (+, -, -, -)."""
+    metric = torch.tensor(METRIC, dtype=a.dtype, device=a.device)
+    return (a * b * metric).sum(-1)
+
+
+def canonical_order(momenta: torch.Tensor) -> torch.Tensor:
+    """One representative of the momenta's orbit under the symmetries of an all-gluon |M|^2: (B, n, 4) -> same.
+
+    The (n - 2) final-state gluons are identical, and |M|^2 of all-gluon scattering is also symmetric under
+    exchanging the two incoming gluons, so |M|^2 is constant on orbits of S_2 x S_(n-2) permutations. Ordering
+    the final state by P.p_i (P = p_1 + p_2: the energy in the partonic rest frame, Lorentz invariant) and
+    swapping the beams so that the leading gluon has the smaller invariant with beam 1 maps every point of an
+    orbit to the same one: the network then learns |M|^2 on one 2 (n - 2)!-th of phase space. Ties (a set of
+    measure zero) are harmless, as |M|^2 takes the same value on either side.
+    """
+    beams, final = momenta[:, :2], momenta[:, 2:]
+    energy = minkowski_dot(final, (beams[:, 0] + beams[:, 1]).unsqueeze(1))  # (B, n - 2)
+    order = torch.argsort(energy, dim=1, descending=True)
+    final = torch.gather(final, 1, order.unsqueeze(-1).expand(-1, -1, 4))
+    lead = final[:, 0]
+    swap = (minkowski_dot(beams[:, 0], lead) > minkowski_dot(beams[:, 1], lead)).unsqueeze(-1)
+    first = torch.where(swap, beams[:, 1], beams[:, 0])
+    second = torch.where(swap, beams[:, 0], beams[:, 1])
+    return torch.cat([first.unsqueeze(1), second.unsqueeze(1), final], dim=1)
+
+
+def pair_invariants_torch(momenta: torch.Tensor, i: torch.Tensor, j: torch.Tensor) -> torch.Tensor:
+    """s_ij = 2 p_i.p_j (massless) of the pairs (i, j), shape (B, pairs), in the momenta's dtype."""
+    return 2.0 * minkowski_dot(momenta[:, i], momenta[:, j])
+
+
 class InvariantFeatures(Standardisation):
     """Lorentz-invariant inputs: log s_12 and log(s_ij / s_12) of every other pair, standardised, in float64.
 
-    s_ij = 2 p_i.p_j (massless), computed in float64 because float32 loses them near collinear limits.
+    s_ij = 2 p_i.p_j (massless), computed in float64 because float32 loses them near collinear limits. With
+    `symmetry="canonical"` the momenta are first brought to `canonical_order`.
+    """
+
+    def __init__(self, n_particles: int, symmetry: Symmetry = "none"):
+        if symmetry not in SYMMETRIES:
+            raise ValueError(f"symmetry must be one of {SYMMETRIES}, got '{symmetry}'")
+        i, j = zip(*combinations(range(n_particles), 2))
+        super().__init__(len(i))
+        self.symmetry = symmetry
+        self.register_buffer("i", torch.tensor(i))
+        self.register_buffer("j", torch.tensor(j))
+        self.register_buffer("metric", torch.tensor(METRIC, dtype=torch.float64))
+
+    def raw(self, momenta: torch.Tensor) -> torch.Tensor:
+        if self.symmetry == "canonical":
+            momenta = canonical_order(momenta)
+        sij = pair_invariants_torch(momenta, self.i, self.j)
+        log_s = torch.log(sij[:, :1])
+        return torch.cat([log_s, torch.log(sij[:, 1:]) - log_s], dim=1)
+
+
+class ParkeTaylorPrefactor(nn.Module):
+    """log P(p): the soft and collinear singularities of n-gluon |M|^2, to divide out of the target.
+
+        P = sum_{i<j} s_ij^4  *  sum_{sigma} 1 / (s_{sigma_1 sigma_2} s_{sigma_2 sigma_3} ... s_{sigma_n sigma_1})
+
+    over the (n - 1)! / 2 orderings up to cyclic shifts and reflection. This is the helicity-summed squared
+    Parke-Taylor (MHV) amplitude summed over colour orderings: every soft and collinear pole of the tree
+    amplitudes sits in its denominators, where |M|^2 factorises onto the lower multiplicity. For n = 4, 5
+    every non-vanishing helicity amplitude is MHV and the subleading-colour terms vanish, so there P is |M|^2
+    itself up to a constant (tests/training/test_levers.py checks that); from n = 6 the ratio |M|^2 / P is
+    what the network learns: the NMHV and subleading-colour share, a bounded function without the poles.
+    Crossing signs cancel (even powers in the numerator, two or four crossed factors in each denominator), so
+    the physical s_ij = 2 p_i.p_j > 0 serve. Computed in float64, in log space (logsumexp over orderings).
     """
 
     def __init__(self, n_particles: int):
-        i, j = zip(*combinations(range(n_particles), 2))
-        super().__init__(len(i))
-        self.register_buffer("i", torch.tensor(i))
-        self.register_buffer("j", torch.tensor(j))
-        self.register_buffer("metric", torch.tensor([1.0, -1.0, -1.0, -1.0], dtype=torch.float64))
+        super().__init__()
+        pairs = list(combinations(range(n_particles), 2))
+        index = {pair: k for k, pair in enumerate(pairs)}
+        cycles = [
+            (0, *rest) for rest in permutations(range(1, n_particles)) if rest[0] < rest[-1]
+        ]  # fix particle 0 first (cyclic shifts), keep one of each reflection
+        edges = [[index[tuple(sorted((c[k], c[(k + 1) % n_particles])))] for k in range(n_particles)] for c in cycles]
+        i, j = zip(*pairs)
+        self.n_particles = n_particles
+        self.register_buffer("i", torch.tensor(i), persistent=False)
+        self.register_buffer("j", torch.tensor(j), persistent=False)
+        self.register_buffer("edges", torch.tensor(edges), persistent=False)  # (orderings, n)
 
-    def raw(self, momenta: torch.Tensor) -> torch.Tensor:
-        sij = 2.0 * (momenta[:, self.i] * momenta[:, self.j] * self.metric).sum(-1)
-        log_s = torch.log(sij[:, :1])
-        return torch.cat([log_s, torch.log(sij[:, 1:]) - log_s], dim=1)
+    @property
+    def orderings(self) -> int:
+        return len(self.edges)
+
+    def forward(self, momenta: torch.Tensor) -> torch.Tensor:
+        """log P, shape (B,), float64."""
+        log_sij = torch.log(pair_invariants_torch(momenta.to(torch.float64), self.i, self.j))  # (B, pairs)
+        numerator = torch.logsumexp(4.0 * log_sij, dim=1)
+        denominators = log_sij[:, self.edges].sum(-1)  # (B, orderings)
+        return numerator + torch.logsumexp(-denominators, dim=1)
 
 
 class Surrogate(nn.Module):
@@ -113,9 +201,17 @@ class Surrogate(nn.Module):
         network: nn.Module,
         target_transform: TargetTransform,
         aggregation: Aggregation = "ambiguity",
+        prefactor: nn.Module | None = None,
     ):
-        """`network` maps standardised features (B, F) to (K, B, 2) = (mu, log sigma) per member."""
+        """`network` maps standardised features (B, F) to (K, B, 2) = (mu, log sigma) per member.
+
+        `prefactor` (log-transformed targets only): a module giving log P(inputs), (B,), a known function the
+        members' T-space output is added to, so that they learn log(target / P) (`ParkeTaylorPrefactor`).
+        """
         super().__init__()
+        if prefactor is not None and target_transform != "log":
+            raise ValueError("a target prefactor needs the log target transform")
+        self.prefactor = prefactor
         if aggregation not in AGGREGATIONS:
             raise ValueError(f"aggregation must be one of {AGGREGATIONS}, got '{aggregation}'")
         self.features = features
@@ -147,19 +243,24 @@ class Surrogate(nn.Module):
     def transform(self, target: torch.Tensor) -> torch.Tensor:
         return torch.log(target) if self.target_transform == "log" else target
 
+    def offset(self, inputs: torch.Tensor) -> torch.Tensor | float:
+        """What the members' T-space output is added to: log P(inputs) with a prefactor, else 0."""
+        return 0.0 if self.prefactor is None else self.prefactor(inputs)
+
     def fit_standardisation(self, inputs: torch.Tensor, target: torch.Tensor) -> None:
         self.features.fit(inputs)
-        transformed = self.transform(target)
+        transformed = self.transform(target) - self.offset(inputs)
         self.target_shift.copy_(transformed.mean())
         self.target_scale.copy_(transformed.std())
 
-    def standardise_target(self, target: torch.Tensor) -> torch.Tensor:
-        return (self.transform(target) - self.target_shift) / self.target_scale
+    def standardise_target(self, target: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
+        """What the members fit: (T(target) - log P(inputs) - shift) / scale."""
+        return (self.transform(target) - self.offset(inputs) - self.target_shift) / self.target_scale
 
     def members_transformed(self, inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Each member's mean and width of T(target), shape (K, B) each."""
         out = self.ensemble(self.features(inputs).to(self.network_dtype)).to(torch.float64)
-        mu = self.target_shift + self.target_scale * out[..., 0]
+        mu = self.target_shift + self.target_scale * out[..., 0] + self.offset(inputs)
         sigma = self.target_scale * torch.exp(out[..., 1])
         return mu, sigma
 

@@ -1,0 +1,170 @@
+"""The precision levers: canonical ordering of identical gluons, the Parke-Taylor target prefactor, the
+activation and the learning-rate schedules; each checked against an independent fact, and through ONNX."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+from pydantic import ValidationError
+
+from calsurr.training.data import generate_amplitudes
+from calsurr.training.export import export_to_repository, input_name
+from calsurr.training.fit import FitConfig, learning_rate_schedule
+from calsurr.training.models import StackedMLP
+from calsurr.training.pipeline import TrainingConfig, build_surrogate, predict, train_surrogate
+from calsurr.training.surrogate import InvariantFeatures, ParkeTaylorPrefactor, Surrogate, canonical_order
+
+
+@pytest.fixture(scope="module")
+def five_gluon_events():
+    return generate_amplitudes("gg_ggg", 400, seed=3)
+
+
+def _shuffled(momenta: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Each event's final-state gluons in a random order and, for half of them, the beams exchanged."""
+    out = momenta.copy()
+    n = momenta.shape[1]
+    for row in out:
+        row[2:] = row[2 + rng.permutation(n - 2)]
+        if rng.random() < 0.5:
+            row[[0, 1]] = row[[1, 0]]
+    return out
+
+
+@pytest.mark.parametrize("process", ["gg_gg", "gg_ggg"])
+def test_parke_taylor_sum_is_the_exact_squared_amplitude_up_to_four_and_five_gluons(process):
+    # A textbook identity (Mangano and Parke): for n <= 5 every helicity amplitude is MHV and subleading colour
+    # vanishes; our |M|^2 comes from the DDM colour basis and Berends-Giele, independent of the prefactor code.
+    events = generate_amplitudes(process, 300, seed=1)
+    log_p = ParkeTaylorPrefactor(events.n_particles)(torch.from_numpy(events.momenta)).numpy()
+    ratio = np.log(events.target) - log_p
+    assert np.std(ratio) < 1e-9
+    assert np.ptp(np.log(events.target)) > 3  # the target itself varies over orders of magnitude
+
+
+def test_parke_taylor_prefactor_holds_the_six_gluon_poles():
+    events = generate_amplitudes("gg_gggg", 300, seed=2)
+    prefactor = ParkeTaylorPrefactor(6)
+    assert prefactor.orderings == math.factorial(5) // 2
+    log_ratio = np.log(events.target) - prefactor(torch.from_numpy(events.momenta)).numpy()
+    # NMHV and subleading colour make the ratio vary, but far less than |M|^2 itself, which carries the poles
+    assert 0.01 < np.std(log_ratio) < 0.2 * np.std(np.log(events.target))
+
+
+def test_canonical_order_picks_one_point_per_orbit(five_gluon_events):
+    momenta = torch.from_numpy(five_gluon_events.momenta)
+    shuffled = torch.from_numpy(_shuffled(five_gluon_events.momenta, np.random.default_rng(0)))
+    canonical = canonical_order(momenta)
+    assert torch.equal(canonical_order(shuffled), canonical)
+    assert torch.equal(canonical_order(canonical), canonical)
+    # a permutation of each event's momenta: the same four-vectors, sorted by energy in the final state
+    assert torch.allclose(canonical.sum(1), momenta.sum(1), rtol=0, atol=1e-9)
+    energies = canonical[:, 2:, 0]  # the partonic rest frame: P.p_i is sqrt(s) E_i
+    assert bool((energies[:, :-1] >= energies[:, 1:]).all())
+
+
+def test_canonical_features_make_the_surrogate_symmetric_and_plain_ones_do_not(five_gluon_events):
+    generator = torch.Generator().manual_seed(0)
+    network = StackedMLP(2, 10, 16, 2, generator)
+    momenta = five_gluon_events.momenta
+    shuffled = _shuffled(momenta, np.random.default_rng(1))
+    answers = {}
+    for symmetry in ("none", "canonical"):
+        model = Surrogate(InvariantFeatures(5, symmetry), network, "log").double()
+        model.fit_standardisation(torch.from_numpy(momenta), torch.from_numpy(five_gluon_events.target))
+        answers[symmetry] = [predict(model, m)[0] for m in (momenta, shuffled)]
+    np.testing.assert_allclose(*answers["canonical"], rtol=1e-12)
+    assert np.max(np.abs(answers["none"][0] / answers["none"][1] - 1)) > 1e-3
+
+
+def test_levers_refused_where_they_do_not_apply():
+    with pytest.raises(ValidationError, match="Parke-Taylor sum is the exact"):
+        TrainingConfig(process="gg_ggg", target_prefactor="parke_taylor")
+    with pytest.raises(ValidationError, match="not to the calorimeter"):
+        TrainingConfig(process="calorimeter", symmetry="canonical")
+    with pytest.raises(ValidationError):
+        TrainingConfig(activation="relu")
+    with pytest.raises(ValidationError):
+        FitConfig(schedule="step")
+
+
+def test_every_lever_exports_to_onnx_matching_torch(tmp_path):
+    config = TrainingConfig(
+        process="gg_gggg",
+        n_events=600,
+        members=2,
+        hidden=16,
+        layers=2,
+        activation="gelu",
+        symmetry="canonical",
+        target_prefactor="parke_taylor",
+        fit=FitConfig(epochs=3, batch_size=128, schedule="one_cycle", beta1=0.99),
+    )
+    run = train_surrogate(config, show_progress=False)
+    version_dir = export_to_repository(run, tmp_path, "gg_gggg", version=1)
+    session = ort.InferenceSession(str(version_dir / "model.onnx"), providers=["CPUExecutionProvider"])
+    inputs = run.test.inputs
+    served = session.run(None, {input_name(run.model): inputs})
+    for name, onnx_value, torch_value in zip(run.model.output_names, served, predict(run.model, inputs)):
+        # sigma_stat is a difference of near-equal member means: float64 rounding shows at 1e-8 of it
+        rtol = 1e-6 if name in ("sigma_stat", "sigma_tot") else 1e-9
+        np.testing.assert_allclose(onnx_value, torch_value, rtol=rtol, err_msg=name)
+    # the graph serves the symmetry too: permuted gluons give the same answer
+    shuffled = _shuffled(inputs, np.random.default_rng(2))
+    np.testing.assert_allclose(session.run(None, {input_name(run.model): shuffled})[0], served[0], rtol=1e-12)
+    # and the prefactor is in it: the mean is the network's ratio times P, following the poles
+    assert np.std(np.log(served[0])) > 1.0
+
+
+def test_saved_run_with_levers_rebuilds(tmp_path):
+    from calsurr.training.runs import load_run, save_run
+
+    config = TrainingConfig(
+        process="gg_gggg",
+        n_events=300,
+        members=2,
+        hidden=8,
+        layers=1,
+        symmetry="canonical",
+        target_prefactor="parke_taylor",
+        fit=FitConfig(epochs=1),
+    )
+    run = train_surrogate(config, show_progress=False)
+    save_run(run, tmp_path / "run")
+    loaded = load_run(tmp_path / "run")
+    np.testing.assert_array_equal(predict(loaded.model, run.test.inputs)[0], predict(run.model, run.test.inputs)[0])
+
+
+def _rates(schedule: str, total: int = 100, warmup: float = 0.1) -> list[float]:
+    parameter = torch.nn.Parameter(torch.zeros(1))
+    optimiser = torch.optim.AdamW([parameter], lr=1e-2, betas=(0.9, 0.999))
+    scheduler = learning_rate_schedule(optimiser, FitConfig(schedule=schedule, warmup=warmup, learning_rate=1e-2), total)
+    rates = []
+    for _ in range(total):
+        rates.append(optimiser.param_groups[0]["lr"])
+        optimiser.step()
+        scheduler.step()
+    return rates
+
+
+@pytest.mark.parametrize("schedule", ["cosine", "warmup_cosine", "one_cycle"])
+def test_learning_rate_schedules_have_their_shape(schedule):
+    rates = _rates(schedule)
+    peak = int(np.argmax(rates))
+    assert max(rates) == pytest.approx(1e-2, rel=1e-6)
+    assert rates[-1] < 1e-2 * 0.01  # annealed to (nearly) nothing
+    if schedule == "cosine":
+        assert peak == 0
+    else:  # rises over the warm-up share, then falls monotonically
+        assert 8 <= peak <= 10 and rates[0] < 0.2 * rates[peak]
+        assert all(a >= b for a, b in zip(rates[peak:], rates[peak + 1 :]))
+
+
+def test_build_surrogate_takes_the_configured_activation():
+    config = TrainingConfig(activation="gelu", members=2)
+    model = build_surrogate(config, np.zeros((4, 4, 4)))
+    assert isinstance(model.ensemble.activation, torch.nn.GELU)
