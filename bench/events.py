@@ -98,7 +98,7 @@ def train_and_export(process: str, settings: dict, repo: Path) -> Path:
     )
     start = time.perf_counter()
     run = train_surrogate(config, show_progress=False)
-    folder = export_to_repository(run, repo, process, version=1)
+    folder = export_to_repository(run, repo, process, version=1, member_dtype="float64")  # as the README measured
     cal = run.calibration
     print(
         f"trained {process} in {time.perf_counter() - start:.0f} s: median |Delta| "

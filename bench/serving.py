@@ -65,6 +65,7 @@ MLSERVER_VENV = ROOT / "bench" / ".venv-mlserver"
 MLSERVER_PACKAGES = ("mlserver", "onnxruntime", "uvloop<0.22")
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 PERF_ANALYZER = Path(sys.executable).with_name("perf_analyzer")
+PERF_ANALYZER_MAX_WINDOWS = 8
 PERF_ANALYZER_MODES = {"calsurr_perfanalyzer": "--sync", "calsurr_perfanalyzer_stream": "--streaming"}
 CALSURR_SYSTEMS = ("calsurr_unary", "calsurr_stream", "calsurr_triton", *PERF_ANALYZER_MODES, "calsurr_nobatch")
 SERVER_SYSTEMS = (*CALSURR_SYSTEMS, "mlserver")
@@ -417,8 +418,10 @@ def _perf_analyzer_input(card: ModelCard, path: Path) -> Path:
 
 
 def run_perf_analyzer(system: str, server: ServerProcess, card: ModelCard, grid: Grid, report: Report, workdir: Path):
-    """Every (batch, concurrency) cell through perf_analyzer: three windows of `grid.seconds / 3` each at one
-    concurrency (it reports their average once the last three are within 100 %, i.e. always after three)."""
+    """Every (batch, concurrency) cell through perf_analyzer: windows of `grid.seconds / 3` each at one
+    concurrency; it reports the average of the first three in a row whose throughput and latency lie within
+    100 % of each other, after three windows on a quiet machine, up to PERF_ANALYZER_MAX_WINDOWS on a loaded
+    one (where a window's latency can double)."""
     data = _perf_analyzer_input(card, workdir / "perf_analyzer_data.json")
     window_ms = max(100, round(grid.seconds * 1000 / 3))
     for batch in grid.batches:
@@ -427,7 +430,8 @@ def run_perf_analyzer(system: str, server: ServerProcess, card: ModelCard, grid:
             command = [str(PERF_ANALYZER), "-m", card.name, "-u", server.address, "-i", "grpc", "-b", str(batch)]
             command += [PERF_ANALYZER_MODES[system], "--concurrency-range", f"{concurrency}:{concurrency}"]
             command += ["--input-data", str(data), "--shared-memory", "none", "--measurement-interval", str(window_ms)]
-            command += ["--stability-percentage", "100", "--max-trials", "3", "-f", str(csv)]
+            command += ["--stability-percentage", "100", "--max-trials", str(PERF_ANALYZER_MAX_WINDOWS)]
+            command += ["-f", str(csv)]
             pids = server.tree()
             cpu0, children0 = _cpu_seconds(pids), _children_cpu()
             run = subprocess.run(command, capture_output=True, text=True, timeout=60 + 20 * grid.seconds)
@@ -725,11 +729,13 @@ def plot(report: Report, path: Path) -> None:
 # ----------------------------------------------------------------------------------------------- model
 
 
-def build_demo_model(repo: Path, quick: bool) -> Path:
+def build_demo_model(repo: Path, quick: bool, member_dtype: str = "float64") -> Path:
     """Train and export a demo model (accuracy beside the point: serving cost depends on the architecture).
 
     Quick: a 3-member 2x16 gg -> gg ensemble (seconds). Otherwise the issue's shape: a K = 8, 4x128 gg -> ggg
-    deep ensemble (configs/gg_ggg_deep_ensemble.yaml's network, 8 members), trained briefly.
+    deep ensemble (configs/gg_ggg_deep_ensemble.yaml's network, 8 members), trained briefly. Members in
+    float64, as the README's serving and client tables were measured (`calsurr export`'s default is float32,
+    several times faster at large batches: bench/member_precision.py), unless `member_dtype` says otherwise.
     """
     from calsurr.training.export import export_to_repository
     from calsurr.training.fit import FitConfig
@@ -744,7 +750,7 @@ def build_demo_model(repo: Path, quick: bool) -> Path:
         config = TrainingConfig(process="gg_ggg", n_events=20_000, members=8, hidden=128, layers=4, fit=fit, seed=1)
     print(f"building a demo model: {config.process}, K = {config.members}, {config.layers}x{config.hidden}", flush=True)
     run = train_surrogate(config, show_progress=False)
-    return export_to_repository(run, repo, config.process, version=1)
+    return export_to_repository(run, repo, config.process, version=1, member_dtype=member_dtype)
 
 
 def _machine() -> dict:
@@ -799,13 +805,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--serve-arg", action="append", default=[], help="extra `calsurr serve` option, e.g. --serve-arg=--spinning"
     )
+    parser.add_argument(
+        "--member-dtype",
+        choices=("float64", "float32"),
+        default="float64",
+        help="members of the model built when --model is not given [float64, as the README's tables]",
+    )
     return parser.parse_args(argv)
 
 
 def _model_folder(args: argparse.Namespace, workdir: Path) -> Path:
     if args.model is not None:
         return args.model.resolve()
-    return build_demo_model(workdir / "repository", args.quick)
+    return build_demo_model(workdir / "repository", args.quick, args.member_dtype)
 
 
 def main(argv: list[str] | None = None) -> int:

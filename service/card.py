@@ -59,14 +59,15 @@ class UncertaintySpec(_Strict):
     )
     member_dtype: Literal["float64", "float32"] = Field(
         default="float64",
-        description="precision the members run in inside the graph; features and the aggregation stay float64",
+        description="precision the members run in inside the graph (float32 by default in new exports; "
+        "cards without the field were float64); features and the aggregation stay float64",
     )
     aggregation: Literal["ambiguity", "spread_plus_width"] = Field(
         default="spread_plus_width",
-        description="'ambiguity': sigma_tot^2 = <s_k^2> - (1 - 1/K) V is the error of the members' average, "
-        "sigma_stat^2 = V/K (what more members would average away), sigma_syst^2 = max(<s_k^2> - V, 0) (the "
-        "error the members share), V the members' variance; 'spread_plus_width' (cards written before it): "
-        "sigma_stat^2 = V, sigma_syst^2 = <s_k^2>",
+        description="'ambiguity': sigma_tot is the error of the members' average, sigma_stat^2 = V/K (what more "
+        "members would average away), sigma_syst^2 = (1 - rho) <s_k^2> (the error the members share), V the "
+        "members' variance at the point, <s_k^2> their mean squared width, rho = E[V] / E[<s_k^2>] measured on "
+        "validation inputs; 'spread_plus_width' (cards written before it): sigma_stat^2 = V, sigma_syst^2 = <s_k^2>",
     )
 
 

@@ -23,9 +23,11 @@ def tiny_run():
 
 @pytest.fixture(scope="session")
 def tiny_repository(tiny_run, tmp_path_factory) -> Path:
-    """`<repo>/gg_gg/1/` holding the exported tiny surrogate."""
+    """`<repo>/gg_gg/1/` holding the exported tiny surrogate, with float64 members."""
     from calsurr.training.export import export_to_repository
 
     repo = tmp_path_factory.mktemp("repository")
-    export_to_repository(tiny_run, repo, TINY_MODEL, version=1)
+    # float64 members: the serving tests check that a row merged into a batch is bit for bit the row served
+    # alone, which float32 members (the default) hold only to ~1e-7 (training/export.py)
+    export_to_repository(tiny_run, repo, TINY_MODEL, version=1, member_dtype="float64")
     return repo

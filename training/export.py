@@ -220,20 +220,20 @@ def export_to_repository(
     version: int,
     with_members: bool = False,
     io_datatype: Literal["FP64", "FP32"] = "FP64",
-    member_dtype: MemberDtype = "float64",
+    member_dtype: MemberDtype = "float32",
 ) -> Path:
     """Write `<repo>/<name>/<version>/{model.onnx, card.json}` after checking ONNX against torch.
 
     `with_members`: the graph also outputs `member_mean` and `member_sigma`, (batch, K), for clients that
     want the members themselves (e.g. to reweight events by posterior draws). `io_datatype` "FP32": the
     graph takes and returns float32 (a client's choice; it is cast to float64 at the graph's entry).
-    `member_dtype` "float32": the members run in float32, several times faster on a CPU
+    `member_dtype` "float32" (default): the members run in float32, several times faster on a CPU
     (bench/member_precision.py: 6.6x at batch 1024 on the K = 8 gg_ggg ensemble), while the invariants and
     the aggregation stay float64; the graph is checked against the float64 torch model within
-    FLOAT32_MEMBER_RTOL (the mean moves by ~1e-6 relative, far below any accuracy target). Not the default
-    yet: float32 kernels round a row differently by ~1e-7 relative depending on the batch it runs in, so a
-    merged run is no longer bit for bit a lone one. "float64" (default) reproduces torch to EXPORT_RTOL in
-    every output. The card says which precision the members run in.
+    FLOAT32_MEMBER_RTOL (the mean moves by ~1e-6 relative, a hundredth of the best accuracy reached). Its
+    price: float32 kernels round a row differently by ~1e-7 relative depending on the batch it runs in, so
+    a row merged into a larger batch is no longer bit for bit the same row sent alone. "float64" keeps that
+    and reproduces torch to EXPORT_RTOL in every output. The card says which precision the members run in.
     """
     final = Path(repo) / name / str(version)
     if final.exists():

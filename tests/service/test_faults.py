@@ -56,7 +56,9 @@ def version_two(other_run, tmp_path_factory) -> Path:
     """The other run exported as gg_gg version 2, outside any served repository (copied in by the tests)."""
     from calsurr.training.export import export_to_repository
 
-    return export_to_repository(other_run, tmp_path_factory.mktemp("staging"), TINY_MODEL, version=2)
+    # float64 members, like tiny_repository: answers are checked to RTOL against a lone onnxruntime run
+    staging = tmp_path_factory.mktemp("staging")
+    return export_to_repository(other_run, staging, TINY_MODEL, version=2, member_dtype="float64")
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.mark.parametrize("member_dtype", ["float64", "float32"])
 def test_onnx_reproduces_torch_on_fresh_points_and_any_batch_size(tiny_run, tiny_repository, tmp_path, member_dtype):
-    if member_dtype == "float64":  # the default, as the shared repository was exported
+    if member_dtype == "float64":  # as the shared repository was exported
         folder, bounds = tiny_repository / TINY_MODEL / "1", dict.fromkeys(FLOAT32_MEMBER_RTOL, EXPORT_RTOL)
         assert ModelCard.read(folder / CARD_FILENAME).uncertainty.member_dtype == "float64"
     else:

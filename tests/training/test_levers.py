@@ -105,7 +105,8 @@ def test_every_lever_exports_to_onnx_matching_torch(tmp_path):
         fit=FitConfig(epochs=3, batch_size=128, schedule="one_cycle", beta1=0.99),
     )
     run = train_surrogate(config, show_progress=False)
-    version_dir = export_to_repository(run, tmp_path, "gg_gggg", version=1)
+    version_dir = export_to_repository(run, tmp_path, "gg_gggg", version=1, member_dtype="float64")
+    export_to_repository(run, tmp_path, "gg_gggg", version=2)  # float32 members: checked within their bounds
     session = ort.InferenceSession(str(version_dir / "model.onnx"), providers=["CPUExecutionProvider"])
     inputs = run.test.inputs
     served = session.run(None, {input_name(run.model): inputs})
@@ -142,7 +143,9 @@ def test_saved_run_with_levers_rebuilds(tmp_path):
 def _rates(schedule: str, total: int = 100, warmup: float = 0.1) -> list[float]:
     parameter = torch.nn.Parameter(torch.zeros(1))
     optimiser = torch.optim.AdamW([parameter], lr=1e-2, betas=(0.9, 0.999))
-    scheduler = learning_rate_schedule(optimiser, FitConfig(schedule=schedule, warmup=warmup, learning_rate=1e-2), total)
+    scheduler = learning_rate_schedule(
+        optimiser, FitConfig(schedule=schedule, warmup=warmup, learning_rate=1e-2), total
+    )
     rates = []
     for _ in range(total):
         rates.append(optimiser.param_groups[0]["lr"])
