@@ -240,7 +240,7 @@ LEVER_BASES = {
         members=2,
         hidden=128,
         layers=4,
-        fit=FitConfig(epochs=60, batch_size=1024, learning_rate=2e-3, patience=20),
+        fit=FitConfig(epochs=60, batch_size=1024, learning_rate=2e-3, patience=60),  # every lever its 60 epochs
     ),
     "gg_gggg": TrainingConfig(
         process="gg_gggg",
@@ -248,7 +248,7 @@ LEVER_BASES = {
         members=2,
         hidden=128,
         layers=4,
-        fit=FitConfig(epochs=60, batch_size=1024, learning_rate=2e-3, patience=20),
+        fit=FitConfig(epochs=60, batch_size=1024, learning_rate=2e-3, patience=60),  # every lever its 60 epochs
     ),
 }
 LEVERS: dict[str, list[Lever]] = {
@@ -265,6 +265,27 @@ LEVERS: dict[str, list[Lever]] = {
         ("data_x0.5", "35k training points", {"n_events": 50_000}, {}),
         ("data_x2", "140k training points", {"n_events": 200_000}, {}),
         ("data_x4", "280k training points", {"n_events": 400_000}, {}),
+        ("base_seed1", "the base, another seed (data, split and initialisation)", {"seed": 1}, {}),
+        ("base_seed2", "the base, a third seed", {"seed": 2}, {}),
+        ("canonical+batch_256", "both", {"symmetry": "canonical"}, {"batch_size": 256}),
+        (
+            "paid",
+            "canonical, GELU, batches of 256",
+            {"symmetry": "canonical", "activation": "gelu"},
+            {"batch_size": 256},
+        ),
+        (
+            "paid+beta1_0.99",
+            "canonical, GELU, batches of 256, beta_1 0.99",
+            {"symmetry": "canonical", "activation": "gelu"},
+            {"batch_size": 256, "beta1": 0.99},
+        ),
+        (
+            "paid+data_x4",
+            "canonical, GELU, batches of 256, 280k training points",
+            {"symmetry": "canonical", "activation": "gelu", "n_events": 400_000},
+            {"batch_size": 256},
+        ),
     ],
     "gg_gggg": [
         ("base", "2 x (4 x 128) SiLU, 35k points, 60 epochs of 1024, cosine", {}, {}),
@@ -275,6 +296,12 @@ LEVERS: dict[str, list[Lever]] = {
             "both",
             {"target_prefactor": "parke_taylor", "symmetry": "canonical"},
             {},
+        ),
+        (
+            "paid",
+            "Parke-Taylor target, canonical, GELU, batches of 256",
+            {"target_prefactor": "parke_taylor", "symmetry": "canonical", "activation": "gelu"},
+            {"batch_size": 256},
         ),
     ],
 }

@@ -733,7 +733,7 @@ def build_demo_model(repo: Path, quick: bool, member_dtype: str = "float64") -> 
     """Train and export a demo model (accuracy beside the point: serving cost depends on the architecture).
 
     Quick: a 3-member 2x16 gg -> gg ensemble (seconds). Otherwise the issue's shape: a K = 8, 4x128 gg -> ggg
-    deep ensemble (configs/gg_ggg_deep_ensemble.yaml's network, 8 members), trained briefly. Members in
+    deep ensemble (SiLU, the network the science configs had before the levers), trained briefly. Members in
     float64, as the README's serving and client tables were measured (`calsurr export`'s default is float32,
     several times faster at large batches: bench/member_precision.py), unless `member_dtype` says otherwise.
     """

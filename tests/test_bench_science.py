@@ -25,3 +25,16 @@ def test_quick_science_benchmark_writes_its_table(tmp_path):
     for name in ("pulls.png", "conditional_calibration.png"):
         assert (tmp_path / "gg_ggg_repulsive_ensemble" / name).is_file()
     assert "| gg_ggg_repulsive_ensemble |" in (tmp_path / "results.md").read_text()
+
+
+def test_quick_lever_study_compares_each_lever_with_its_base(tmp_path):
+    command = [sys.executable, str(ROOT / "bench" / "science.py"), "--quick", "--out", str(tmp_path)]
+    command += ["--only", "levers_gg_gggg", "--lever", "parke_taylor+canonical"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    rows = json.loads((tmp_path / "levers_gg_gggg" / "results.json").read_text())
+    assert [r["name"] for r in rows] == ["base", "parke_taylor+canonical"]
+    assert rows[1]["lever"] == "both" and 0 <= rows[1]["within_1_percent"] <= 1
+    table = (tmp_path / "levers_gg_gggg" / "results.md").read_text().splitlines()
+    assert "| x base |" in table[0] and table[2].split(" | ")[4] == "1.00"  # the base against itself
+    assert "trained within 20 min" in rows[0]["checks"]
