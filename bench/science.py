@@ -262,6 +262,7 @@ LEVERS: dict[str, list[Lever]] = {
         ("one_cycle", "one-cycle, peak 4e-3", {}, {"schedule": "one_cycle", "learning_rate": 4e-3}),
         ("beta1_0.99", "Adam beta_1 0.99", {}, {"beta1": 0.99}),
         ("batch_256", "batches of 256", {}, {"batch_size": 256}),
+        ("bfloat16", "forward passes in bfloat16 (torch.autocast)", {}, {"autocast": "bfloat16"}),
         ("data_x0.5", "35k training points", {"n_events": 50_000}, {}),
         ("data_x2", "140k training points", {"n_events": 200_000}, {}),
         ("data_x4", "280k training points", {"n_events": 400_000}, {}),
@@ -312,10 +313,14 @@ def lever_config(base: TrainingConfig, fields: dict, fit_fields: dict) -> Traini
 
 
 def lever_study(process: str, out: Path, quick: bool, only: set[str] | None = None) -> list[Row]:
-    """Each lever against the base, one at a time; rows (and the table) written after every run."""
-    rows: list[Row] = []
+    """Each lever against the base, one at a time; rows (and the table) written after every run. With `only`,
+    the base and those levers run and replace their rows in the folder's earlier results, the others kept."""
     base = _quick(LEVER_BASES[process]) if quick else LEVER_BASES[process]
     folder = out / f"levers_{process}"
+    order = [name for name, *_ in LEVERS[process]]
+    earlier = folder / "results.json"
+    kept = {r["name"]: Row(**r) for r in json.loads(earlier.read_text())} if only and earlier.is_file() else {}
+    ran: list[Row] = []
     for name, change, fields, fit_fields in LEVERS[process]:
         if only and name not in only and name != "base":
             continue
@@ -324,11 +329,13 @@ def lever_study(process: str, out: Path, quick: bool, only: set[str] | None = No
         )
         row = run_entry(name, config, folder)
         row.lever = change
-        rows.append(row)
+        ran.append(row)
+        kept[name] = row
+        rows = sorted(kept.values(), key=lambda r: order.index(r.name) if r.name in order else len(order))
         folder.mkdir(parents=True, exist_ok=True)
-        (folder / "results.json").write_text(json.dumps([asdict(r) for r in rows], indent=2) + "\n")
+        earlier.write_text(json.dumps([asdict(r) for r in rows], indent=2) + "\n")
         (folder / "results.md").write_text(lever_markdown(rows))
-    return rows
+    return ran
 
 
 def lever_markdown(rows: list[Row]) -> str:

@@ -24,6 +24,7 @@ Device = Literal["auto", "cpu", "cuda"]
 # `warmup` of the steps, then the cosine; "one_cycle" torch's OneCycleLR (from peak / 25 up to the peak over
 # `warmup`, then a cosine down to peak / 25 / 1e4, with beta_1 cycled between 0.85 and `beta1` against it)
 Schedule = Literal["cosine", "warmup_cosine", "one_cycle"]
+Autocast = Literal["none", "bfloat16"]
 BAYESIAN_VALIDATION_DRAWS = 4  # weight draws averaged in the Bayesian network's validation loss
 
 
@@ -55,8 +56,13 @@ class FitConfig(BaseModel):
     seed: int = 0
     device: Device = Field(
         default="auto",
-        description="where to train: auto (CUDA when torch sees a GPU), cpu or cuda; the data are held on it. "
-        "Always float32, no mixed precision: half precision would cost the 1e-4 accuracy the surrogates reach",
+        description="where to train: auto (CUDA when torch sees a GPU), cpu or cuda; the data are held on it",
+    )
+    autocast: Autocast = Field(
+        default="none",
+        description="'bfloat16': forward passes under torch.autocast in bfloat16 (weights, gradients and the "
+        "optimiser stay float32); 'none' (default): float32 throughout. bench/science.py's levers_gg_ggg measures "
+        "what bfloat16 costs in accuracy",
     )
 
 
@@ -170,7 +176,8 @@ def _fit(network, method, x_train, y_train, x_val, y_val, config, show_progress,
             order = torch.argsort(torch.rand(network.members, n, generator=generator), dim=1).to(device)
             total = 0.0
             for step in range(steps):
-                loss = _step_loss(network, method, x_train, y_train, order, step, config, n)
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.autocast == "bfloat16"):
+                    loss = _step_loss(network, method, x_train, y_train, order, step, config, n)
                 optimiser.zero_grad(set_to_none=True)
                 loss.backward()
                 optimiser.step()

@@ -171,3 +171,25 @@ def test_build_surrogate_takes_the_configured_activation():
     config = TrainingConfig(activation="gelu", members=2)
     model = build_surrogate(config, np.zeros((4, 4, 4)))
     assert isinstance(model.ensemble.activation, torch.nn.GELU)
+
+
+@pytest.mark.parametrize("autocast", ["none", "bfloat16"])
+def test_autocast_runs_the_forward_pass_in_bfloat16_and_keeps_float32_weights(autocast):
+    from calsurr.training.fit import fit_network
+
+    generator = torch.Generator().manual_seed(0)
+    network = StackedMLP(2, 3, 8, 2, generator)
+    seen: list[tuple[bool, torch.dtype]] = []
+
+    def record(module, args):  # is autocast on, and in which dtype does a matmul of the inputs come out
+        seen.append((torch.is_autocast_enabled("cpu"), torch.matmul(args[0], module.weights[0]).dtype))
+
+    network.register_forward_pre_hook(record)
+    x = torch.randn(64, 3, generator=generator)
+    y = x.sum(1)
+    config = FitConfig(epochs=2, batch_size=32, autocast=autocast, device="cpu")
+    fit_network(network, "deep_ensemble", x, y, x, y, config, show_progress=False)
+    on = autocast == "bfloat16"
+    assert seen[:2] == [(on, torch.bfloat16 if on else torch.float32)] * 2  # the first epoch's two steps
+    assert seen[2] == (False, torch.float32)  # validation runs outside autocast
+    assert all(p.dtype == torch.float32 for p in network.parameters())
