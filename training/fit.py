@@ -16,7 +16,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from calsurr.training.models import VariationalMLP, function_space_repulsion, gaussian_nll
+from calsurr.training.models import StackedMLP, VariationalMLP, function_space_repulsion, gaussian_nll
 
 Method = Literal["deep_ensemble", "bayesian", "repulsive_ensemble"]
 Device = Literal["auto", "cpu", "cuda"]
@@ -58,6 +58,14 @@ class FitConfig(BaseModel):
         default="auto",
         description="where to train: auto (CUDA when torch sees a GPU), cpu or cuda; the data are held on it",
     )
+    width_epochs: int = Field(
+        default=0,
+        ge=0,
+        description="ensembles: epochs after the fit in which only the log-sigma head learns, the means frozen, so "
+        "that the widths catch up with the means' final error (under a cosine schedule the means improve to the "
+        "last step, when the rate that would let the widths follow is gone)",
+    )
+    width_learning_rate: float = Field(default=1e-3, gt=0, description="peak rate of the width epochs (cosine)")
     autocast: Autocast = Field(
         default="none",
         description="'bfloat16': forward passes under torch.autocast in bfloat16 (weights, gradients and the "
@@ -197,4 +205,46 @@ def _fit(network, method, x_train, y_train, x_val, y_val, config, show_progress,
             if stale >= config.patience:
                 break
     network.load_state_dict(best_state)  # copied onto the network's device
+    if config.width_epochs and isinstance(network, StackedMLP):
+        _fit_widths(network, method, x_train, y_train, x_val, y_val, config, generator, device, history)
     return history
+
+
+def _fit_widths(network, method, x_train, y_train, x_val, y_val, config, generator, device, history) -> None:
+    """Refit the log-sigma head alone (last layer, width column) by the same likelihood, the means frozen;
+    the epoch of the best validation NLL is kept (the fit's own best is the starting point)."""
+    n = len(y_train)
+    steps = math.ceil(n / config.batch_size)
+    head_w, head_b = network.weights[-1], network.biases[-1]
+    for parameter in network.parameters():
+        parameter.requires_grad_(False)
+    mask = torch.tensor([0.0, 1.0], device=device)  # (mu, log sigma): only log sigma moves
+    hooks = []
+    for parameter in (head_w, head_b):
+        parameter.requires_grad_(True)
+        hooks.append(parameter.register_hook(lambda grad: grad * mask))
+    optimiser = torch.optim.AdamW([head_w, head_b], lr=config.width_learning_rate, weight_decay=0.0)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=config.width_epochs * steps)
+    network.eval()
+    best_state, best_loss = _on_cpu(network.state_dict()), _validation_loss(network, x_val, y_val)
+    try:
+        for _ in range(config.width_epochs):
+            network.train()
+            order = torch.argsort(torch.rand(network.members, n, generator=generator), dim=1).to(device)
+            for step in range(steps):
+                loss = _step_loss(network, method, x_train, y_train, order, step, config, n)
+                optimiser.zero_grad(set_to_none=True)
+                loss.backward()
+                optimiser.step()
+                schedule.step()
+            network.eval()
+            val = _validation_loss(network, x_val, y_val)
+            history.val_loss.append(val)
+            if val < best_loss:
+                best_state, best_loss = _on_cpu(network.state_dict()), val
+    finally:
+        for hook in hooks:
+            hook.remove()
+        for parameter in network.parameters():
+            parameter.requires_grad_(True)
+    network.load_state_dict(best_state)

@@ -193,3 +193,36 @@ def test_autocast_runs_the_forward_pass_in_bfloat16_and_keeps_float32_weights(au
     assert seen[:2] == [(on, torch.bfloat16 if on else torch.float32)] * 2  # the first epoch's two steps
     assert seen[2] == (False, torch.float32)  # validation runs outside autocast
     assert all(p.dtype == torch.float32 for p in network.parameters())
+
+
+def test_width_epochs_move_the_widths_alone_and_bring_them_to_the_error():
+    from calsurr.training.fit import FitHistory, _fit_widths, _validation_loss, fit_network
+
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(2048, 3, generator=generator)
+    y = torch.sin(x).sum(1) + 0.05 * torch.randn(2048, generator=generator)  # label noise of 0.05
+    network = StackedMLP(2, 3, 32, 2, generator)
+    fit_network(network, "deep_ensemble", x, y, x, y, FitConfig(epochs=30, batch_size=128), show_progress=False)
+    with torch.no_grad():
+        network.biases[-1][..., 1] += 2.0  # every width e^2 times too large
+        before = network(x)
+    config = FitConfig(batch_size=128, width_epochs=20, width_learning_rate=3e-2, device="cpu")
+    history = FitHistory()
+    _fit_widths(
+        network, "deep_ensemble", x, y, x, y, config, torch.Generator().manual_seed(1), torch.device("cpu"), history
+    )
+    with torch.no_grad():
+        after = network(x)
+    assert torch.equal(after[..., 0], before[..., 0])  # the means did not move
+    assert history.val_loss[-1] < _validation_loss_of(before, y) - 1.0
+    residual = (after[..., 0] - y).pow(2).mean().sqrt()
+    width = after[..., 1].exp().pow(2).mean().sqrt()
+    assert 0.7 < float(width / residual) < 1.4  # the widths now match the error they describe
+    assert all(p.requires_grad for p in network.parameters())
+    assert _validation_loss(network, x, y) == pytest.approx(min(history.val_loss))
+
+
+def _validation_loss_of(output: torch.Tensor, y: torch.Tensor) -> float:
+    from calsurr.training.models import gaussian_nll
+
+    return gaussian_nll(output, y).item() / output.shape[0]
