@@ -243,6 +243,8 @@ def export_to_repository(
     run.model.io_dtype = torch.float32 if io_datatype == "FP32" else torch.float64
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
+    # restored afterwards: casting the members to float32 and back would leave them rounded
+    float64_members = {k: v.clone() for k, v in run.model.ensemble.state_dict().items()}
     try:
         inputs = run.test.inputs
         reference = predict(run.model, inputs.astype(io_numpy_dtype(run.model)))  # the float64 members
@@ -255,5 +257,6 @@ def export_to_repository(
     finally:
         run.model.with_members, run.model.io_dtype = False, torch.float64
         run.model.ensemble.to(torch.float64)
+        run.model.ensemble.load_state_dict(float64_members)
         shutil.rmtree(staging, ignore_errors=True)
     return final

@@ -3,6 +3,7 @@ import json
 import numpy as np
 import onnxruntime as ort
 import pytest
+import torch
 
 from calsurr.service.card import CARD_FILENAME, MODEL_FILENAME, ModelCard
 from calsurr.training.data import generate_amplitudes
@@ -66,8 +67,11 @@ def test_member_outputs_aggregate_to_the_mean(tiny_run, tmp_path):
 def test_float32_members_agree_with_the_float64_model_within_the_stated_bounds(tiny_run, tiny_repository, tmp_path):
     import onnx
 
+    members_before = {k: v.clone() for k, v in tiny_run.model.ensemble.state_dict().items()}
     folder = export_to_repository(tiny_run, tmp_path, TINY_MODEL, version=1, member_dtype="float32")
-    exact_folder = tiny_repository / TINY_MODEL / "1"  # exported with the default, float64 members
+    after = tiny_run.model.ensemble.state_dict()
+    assert all(torch.equal(v, after[k]) and after[k].dtype == torch.float64 for k, v in members_before.items())
+    exact_folder = tiny_repository / TINY_MODEL / "1"  # exported with float64 members
     card = ModelCard.read(folder / CARD_FILENAME)
     assert card.uncertainty.member_dtype == "float32" and card.inputs[0].datatype == "FP64"
     weights = [i for i in onnx.load(str(folder / MODEL_FILENAME)).graph.initializer if len(i.dims) == 3]
