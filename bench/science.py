@@ -233,24 +233,14 @@ def scaling_study(out: Path, quick: bool) -> list[Row]:
 # The lever studies: a base small enough to train in a few minutes, then one change at a time, then the
 # changes that paid together. (name, what changes, TrainingConfig fields, FitConfig fields)
 Lever = tuple[str, str, dict, dict]
-LEVER_BASES = {
-    "gg_ggg": TrainingConfig(
-        process="gg_ggg",
-        n_events=100_000,
-        members=2,
-        hidden=128,
-        layers=4,
-        fit=FitConfig(epochs=60, batch_size=1024, learning_rate=2e-3, patience=60),  # every lever its 60 epochs
-    ),
-    "gg_gggg": TrainingConfig(
-        process="gg_gggg",
-        n_events=50_000,
-        members=2,
-        hidden=128,
-        layers=4,
-        fit=FitConfig(epochs=60, batch_size=1024, learning_rate=2e-3, patience=60),  # every lever its 60 epochs
-    ),
-}
+
+
+def _lever_base(process: str, n_events: int) -> TrainingConfig:
+    fit = FitConfig(epochs=60, batch_size=1024, learning_rate=2e-3, patience=60)  # every lever its 60 epochs
+    return TrainingConfig(process=process, n_events=n_events, members=2, hidden=128, layers=4, fit=fit)
+
+
+LEVER_BASES = {"gg_ggg": _lever_base("gg_ggg", 100_000), "gg_gggg": _lever_base("gg_gggg", 50_000)}
 LEVERS: dict[str, list[Lever]] = {
     "gg_ggg": [
         ("base", "2 x (4 x 128) SiLU, 70k points, 60 epochs of 1024, cosine", {}, {}),

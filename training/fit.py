@@ -160,6 +160,25 @@ def learning_rate_schedule(
     return torch.optim.lr_scheduler.LambdaLR(optimiser, factor)
 
 
+def _train_epoch(network, method, x_train, y_train, config, generator, device, optimiser, schedule) -> float:
+    """One pass over the training data in shuffled batches (each member its own shuffling); the summed loss.
+    Leaves the network in eval mode."""
+    n = len(y_train)
+    network.train()
+    order = torch.argsort(torch.rand(network.members, n, generator=generator), dim=1).to(device)
+    total = 0.0
+    for step in range(math.ceil(n / config.batch_size)):
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.autocast == "bfloat16"):
+            loss = _step_loss(network, method, x_train, y_train, order, step, config, n)
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        optimiser.step()
+        schedule.step()
+        total += loss.item()
+    network.eval()
+    return total
+
+
 def _fit(network, method, x_train, y_train, x_val, y_val, config, show_progress, checkpoint, device) -> FitHistory:
     n = len(y_train)
     steps = math.ceil(n / config.batch_size)
@@ -180,18 +199,7 @@ def _fit(network, method, x_train, y_train, x_val, y_val, config, show_progress,
     with Progress(*columns, disable=not show_progress) as progress:
         task = progress.add_task("fit", total=config.epochs, val=math.nan)
         for epoch in range(config.epochs):
-            network.train()
-            order = torch.argsort(torch.rand(network.members, n, generator=generator), dim=1).to(device)
-            total = 0.0
-            for step in range(steps):
-                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.autocast == "bfloat16"):
-                    loss = _step_loss(network, method, x_train, y_train, order, step, config, n)
-                optimiser.zero_grad(set_to_none=True)
-                loss.backward()
-                optimiser.step()
-                schedule.step()
-                total += loss.item()
-            network.eval()
+            total = _train_epoch(network, method, x_train, y_train, config, generator, device, optimiser, schedule)
             val = _validation_loss(network, x_val, y_val)
             history.train_loss.append(total / steps)
             history.val_loss.append(val)
@@ -229,15 +237,7 @@ def _fit_widths(network, method, x_train, y_train, x_val, y_val, config, generat
     best_state, best_loss = _on_cpu(network.state_dict()), _validation_loss(network, x_val, y_val)
     try:
         for _ in range(config.width_epochs):
-            network.train()
-            order = torch.argsort(torch.rand(network.members, n, generator=generator), dim=1).to(device)
-            for step in range(steps):
-                loss = _step_loss(network, method, x_train, y_train, order, step, config, n)
-                optimiser.zero_grad(set_to_none=True)
-                loss.backward()
-                optimiser.step()
-                schedule.step()
-            network.eval()
+            _train_epoch(network, method, x_train, y_train, config, generator, device, optimiser, schedule)
             val = _validation_loss(network, x_val, y_val)
             history.val_loss.append(val)
             if val < best_loss:

@@ -16,6 +16,7 @@ from calsurr.training.export import export_to_repository, input_name
 from calsurr.training.fit import FitConfig, learning_rate_schedule
 from calsurr.training.models import StackedMLP
 from calsurr.training.pipeline import TrainingConfig, build_surrogate, predict, train_surrogate
+from calsurr.training.runs import load_run, save_run
 from calsurr.training.surrogate import InvariantFeatures, ParkeTaylorPrefactor, Surrogate, canonical_order
 
 
@@ -92,7 +93,7 @@ def test_levers_refused_where_they_do_not_apply():
         FitConfig(schedule="step")
 
 
-def test_every_lever_exports_to_onnx_matching_torch(tmp_path):
+def test_every_lever_exports_to_onnx_matching_torch_and_saves(tmp_path):
     config = TrainingConfig(
         process="gg_gggg",
         n_events=600,
@@ -120,25 +121,10 @@ def test_every_lever_exports_to_onnx_matching_torch(tmp_path):
     np.testing.assert_allclose(session.run(None, {input_name(run.model): shuffled})[0], served[0], rtol=1e-12)
     # and the prefactor is in it: the mean is the network's ratio times P, following the poles
     assert np.std(np.log(served[0])) > 1.0
-
-
-def test_saved_run_with_levers_rebuilds(tmp_path):
-    from calsurr.training.runs import load_run, save_run
-
-    config = TrainingConfig(
-        process="gg_gggg",
-        n_events=300,
-        members=2,
-        hidden=8,
-        layers=1,
-        symmetry="canonical",
-        target_prefactor="parke_taylor",
-        fit=FitConfig(epochs=1),
-    )
-    run = train_surrogate(config, show_progress=False)
+    # a saved run with every lever rebuilds from its config alone
     save_run(run, tmp_path / "run")
     loaded = load_run(tmp_path / "run")
-    np.testing.assert_array_equal(predict(loaded.model, run.test.inputs)[0], predict(run.model, run.test.inputs)[0])
+    np.testing.assert_array_equal(predict(loaded.model, inputs)[0], predict(run.model, inputs)[0])
 
 
 def _rates(schedule: str, total: int = 100, warmup: float = 0.1) -> list[float]:
