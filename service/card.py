@@ -66,7 +66,7 @@ class UncertaintySpec(_Strict):
         default="spread_plus_width",
         description="'ambiguity': sigma_tot is the error of the members' average, sigma_stat^2 = V/K (what more "
         "members would average away), sigma_syst^2 = (1 - rho) <s_k^2> (the error the members share), V the "
-        "members' variance at the point, <s_k^2> their mean squared width, rho = E[V] / E[<s_k^2>] measured on "
+        "members' variance at the point, <s_k^2> their mean squared width, rho the average of V / <s_k^2> over "
         "validation inputs; 'spread_plus_width' (cards written before it): sigma_stat^2 = V, sigma_syst^2 = <s_k^2>",
     )
 

@@ -26,6 +26,9 @@ Device = Literal["auto", "cpu", "cuda"]
 Schedule = Literal["cosine", "warmup_cosine", "one_cycle"]
 Autocast = Literal["none", "bfloat16"]
 BAYESIAN_VALIDATION_DRAWS = 4  # weight draws averaged in the Bayesian network's validation loss
+# the held-out width refit: 10 passes over the validation split (a tenth of the data) cost about one training
+# epoch, and bring each member's pulls on the test split to 0.99-1.02 on gg -> ggg and gg -> gggg
+WIDTH_EPOCHS = 10
 
 
 class DeviceUnavailable(RuntimeError):
@@ -59,11 +62,11 @@ class FitConfig(BaseModel):
         description="where to train: auto (CUDA when torch sees a GPU), cpu or cuda; the data are held on it",
     )
     width_epochs: int = Field(
-        default=0,
+        default=WIDTH_EPOCHS,
         ge=0,
-        description="ensembles: epochs after the fit in which only the log-sigma head learns, the means frozen, so "
-        "that the widths catch up with the means' final error (under a cosine schedule the means improve to the "
-        "last step, when the rate that would let the widths follow is gone)",
+        description="epochs after the fit in which only each member's log-sigma head learns, the means frozen, on "
+        "the validation split (`refit_widths`): the widths then describe the error on points the means were not "
+        "fitted to; 0 keeps the widths of the fit",
     )
     width_learning_rate: float = Field(default=1e-3, gt=0, description="peak rate of the width epochs (cosine)")
     autocast: Autocast = Field(
@@ -79,6 +82,7 @@ class FitHistory:
     train_loss: list[float] = field(default_factory=list)
     val_loss: list[float] = field(default_factory=list)
     best_epoch: int = 0
+    width_loss: list[float] = field(default_factory=list)  # validation NLL after each width epoch
 
 
 def _step_loss(network: torch.nn.Module, method: Method, x, y, order, step, config: FitConfig, n: int):
@@ -213,38 +217,45 @@ def _fit(network, method, x_train, y_train, x_val, y_val, config, show_progress,
             if stale >= config.patience:
                 break
     network.load_state_dict(best_state)  # copied onto the network's device
-    if config.width_epochs and isinstance(network, StackedMLP):
-        _fit_widths(network, method, x_train, y_train, x_val, y_val, config, generator, device, history)
     return history
 
 
-def _fit_widths(network, method, x_train, y_train, x_val, y_val, config, generator, device, history) -> None:
-    """Refit the log-sigma head alone (last layer, width column) by the same likelihood, the means frozen;
-    the epoch of the best validation NLL is kept (the fit's own best is the starting point)."""
-    n = len(y_train)
-    steps = math.ceil(n / config.batch_size)
+def refit_widths(network: StackedMLP, x: torch.Tensor, y: torch.Tensor, config: FitConfig) -> list[float]:
+    """Refit every member's log-sigma head (the width column of its last layer) by the Gaussian likelihood on
+    held-out points (x, y), the means frozen, for `config.width_epochs` epochs (cosine from
+    `width_learning_rate`); returns the NLL per point after each epoch.
+
+    Why held out: a width fitted with the means on their own training points describes the error there, which
+    is smaller than on new points by as much as the means overfit (gg -> gggg: member pulls 0.99 on the
+    training split, 1.08 on the test split), and under a cosine schedule the means improve to the last step,
+    when the rate that would let the widths follow is gone (gg -> ggg: 0.85 on both). Refit on the validation
+    split, both come to 0.99-1.02 on the test split. The head has hidden + 1 parameters per member
+    against a validation split of thousands of points.
+    """
+    device = resolve_device(config.device)
+    network.to(device)
+    x, y = x.to(device), y.to(device)
     head_w, head_b = network.weights[-1], network.biases[-1]
     for parameter in network.parameters():
         parameter.requires_grad_(False)
-    mask = torch.tensor([0.0, 1.0], device=device)  # (mu, log sigma): only log sigma moves
+    mask = torch.tensor([0.0, 1.0], device=device, dtype=head_w.dtype)  # (mu, log sigma): only log sigma moves
     hooks = []
     for parameter in (head_w, head_b):
         parameter.requires_grad_(True)
         hooks.append(parameter.register_hook(lambda grad: grad * mask))
+    steps = math.ceil(len(y) / config.batch_size)
     optimiser = torch.optim.AdamW([head_w, head_b], lr=config.width_learning_rate, weight_decay=0.0)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=config.width_epochs * steps)
-    network.eval()
-    best_state, best_loss = _on_cpu(network.state_dict()), _validation_loss(network, x_val, y_val)
+    generator = torch.Generator().manual_seed(config.seed + 1)
+    losses = []
     try:
         for _ in range(config.width_epochs):
-            _train_epoch(network, method, x_train, y_train, config, generator, device, optimiser, schedule)
-            val = _validation_loss(network, x_val, y_val)
-            history.val_loss.append(val)
-            if val < best_loss:
-                best_state, best_loss = _on_cpu(network.state_dict()), val
+            _train_epoch(network, "deep_ensemble", x, y, config, generator, device, optimiser, schedule)
+            losses.append(_validation_loss(network, x, y))
     finally:
         for hook in hooks:
             hook.remove()
         for parameter in network.parameters():
             parameter.requires_grad_(True)
-    network.load_state_dict(best_state)
+        network.to("cpu")
+    return losses

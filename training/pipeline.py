@@ -28,7 +28,7 @@ from calsurr.training.calibration import (
     conditioning_variables,
     fit_recalibration_factor,
 )
-from calsurr.training.fit import FitConfig, FitHistory, Method, fit_network
+from calsurr.training.fit import FitConfig, FitHistory, Method, fit_network, refit_widths
 from calsurr.training.models import Activation, StackedMLP, VariationalMLP
 from calsurr.training.physics.processes import PROCESSES
 from calsurr.training.surrogate import (
@@ -215,6 +215,8 @@ def train_surrogate(
     )
     if isinstance(model.ensemble, VariationalMLP):
         model.ensemble = model.ensemble.sample_members(config.members, config.seed)
+    if config.fit.width_epochs:  # every method's members, the Bayesian network's as drawn
+        history.width_loss = refit_widths(model.ensemble, x_val, y_val, config.fit)
     model.double()  # evaluate, calibrate and export the trained members in float64 (see network_dtype)
     report, uncalibrated = calibrate(model, config, val, calib, test)
     elapsed = time.perf_counter() - started

@@ -30,7 +30,12 @@ def save_run(run: TrainedSurrogate, folder: Path) -> Path:
             "state": run.model.state_dict(),
             "calibration": run.calibration.model_dump(mode="json"),
             "uncalibrated": run.uncalibrated.model_dump(mode="json"),
-            "history": {"train": run.history.train_loss, "val": run.history.val_loss, "best": run.history.best_epoch},
+            "history": {
+                "train": run.history.train_loss,
+                "val": run.history.val_loss,
+                "best": run.history.best_epoch,
+                "width": run.history.width_loss,
+            },
             "dataset_sha256": run.dataset_sha256,
             "training_seconds": run.training_seconds,
         },
@@ -49,7 +54,8 @@ def load_run(folder: Path) -> TrainedSurrogate:
     model = build_surrogate(config, test.inputs, trained=True).double()
     state = {"scatter_share": torch.zeros((), dtype=torch.float64), **saved["state"]}  # absent before it existed
     model.load_state_dict(state)
-    history = FitHistory(saved["history"]["train"], saved["history"]["val"], saved["history"]["best"])
+    past = saved["history"]
+    history = FitHistory(past["train"], past["val"], past["best"], past.get("width", []))  # no width refit before
     return TrainedSurrogate(
         config,
         model,

@@ -184,31 +184,30 @@ def test_autocast_runs_the_forward_pass_in_bfloat16_and_keeps_float32_weights(au
     assert all(p.dtype == torch.float32 for p in network.parameters())
 
 
-def test_width_epochs_move_the_widths_alone_and_bring_them_to_the_error():
-    from calsurr.training.fit import FitHistory, _fit_widths, _validation_loss, fit_network
+def test_width_refit_moves_the_widths_alone_and_brings_them_to_the_held_out_error():
+    from calsurr.training.fit import _validation_loss, fit_network, refit_widths
 
     generator = torch.Generator().manual_seed(0)
-    x = torch.randn(2048, 3, generator=generator)
-    y = torch.sin(x).sum(1) + 0.05 * torch.randn(2048, generator=generator)  # label noise of 0.05
+    x = torch.randn(3072, 3, generator=generator)
+    y = torch.sin(x).sum(1) + 0.05 * torch.randn(3072, generator=generator)  # label noise of 0.05
+    x_train, y_train, x_held, y_held = x[:2048], y[:2048], x[2048:], y[2048:]
     network = StackedMLP(2, 3, 32, 2, generator)
-    fit_network(network, "deep_ensemble", x, y, x, y, FitConfig(epochs=30, batch_size=128), show_progress=False)
+    fit = FitConfig(epochs=30, batch_size=128)
+    fit_network(network, "deep_ensemble", x_train, y_train, x_held, y_held, fit, show_progress=False)
     with torch.no_grad():
         network.biases[-1][..., 1] += 2.0  # every width e^2 times too large
-        before = network(x)
+        before = network(x_held)
     config = FitConfig(batch_size=128, width_epochs=20, width_learning_rate=3e-2, device="cpu")
-    history = FitHistory()
-    _fit_widths(
-        network, "deep_ensemble", x, y, x, y, config, torch.Generator().manual_seed(1), torch.device("cpu"), history
-    )
+    losses = refit_widths(network, x_held, y_held, config)
     with torch.no_grad():
-        after = network(x)
+        after = network(x_held)
     assert torch.equal(after[..., 0], before[..., 0])  # the means did not move
-    assert history.val_loss[-1] < _validation_loss_of(before, y) - 1.0
-    residual = (after[..., 0] - y).pow(2).mean().sqrt()
+    assert len(losses) == 20 and losses[-1] < _validation_loss_of(before, y_held) - 1.0
+    assert losses[-1] == pytest.approx(_validation_loss(network, x_held, y_held))
+    residual = (after[..., 0] - y_held).pow(2).mean().sqrt()
     width = after[..., 1].exp().pow(2).mean().sqrt()
-    assert 0.7 < float(width / residual) < 1.4  # the widths now match the error they describe
+    assert 0.8 < float(width / residual) < 1.25  # the widths now match the held-out error they describe
     assert all(p.requires_grad for p in network.parameters())
-    assert _validation_loss(network, x, y) == pytest.approx(min(history.val_loss))
 
 
 def _validation_loss_of(output: torch.Tensor, y: torch.Tensor) -> float:

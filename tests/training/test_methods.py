@@ -7,9 +7,10 @@ import torch
 from torch.distributions import Normal, kl_divergence
 
 from calsurr.service.card import CARD_FILENAME, MODEL_FILENAME, ModelCard
+from calsurr.training import pipeline
 from calsurr.training.export import FLOAT32_MEMBER_RTOL, export_to_repository
-from calsurr.training.fit import FitConfig
-from calsurr.training.models import VariationalMLP, function_space_repulsion
+from calsurr.training.fit import FitConfig, refit_widths
+from calsurr.training.models import StackedMLP, VariationalMLP, function_space_repulsion
 from calsurr.training.pipeline import TrainingConfig, predict, train_surrogate
 
 
@@ -72,7 +73,14 @@ def test_repulsion_pushes_members_apart():
 
 @pytest.mark.slow
 @pytest.mark.parametrize("method", ["deep_ensemble", "repulsive_ensemble", "bayesian"])
-def test_every_method_trains_exports_and_reproduces_torch(method, tmp_path):
+def test_every_method_trains_exports_and_reproduces_torch(method, tmp_path, monkeypatch):
+    refits = []
+
+    def recording_refit(network, x, y, fit):
+        refits.append((type(network), len(y)))
+        return refit_widths(network, x, y, fit)
+
+    monkeypatch.setattr(pipeline, "refit_widths", recording_refit)
     config = TrainingConfig(
         process="gg_gg",
         n_events=1_500,
@@ -84,6 +92,9 @@ def test_every_method_trains_exports_and_reproduces_torch(method, tmp_path):
         seed=2,
     )
     run = train_surrogate(config, show_progress=False)
+    # every method's widths refit on the validation split (the Bayesian network's on its drawn members)
+    assert refits == [(StackedMLP, round(0.1 * config.n_events))]
+    assert len(run.history.width_loss) == config.fit.width_epochs > 0
     mean, sigma_stat, sigma_syst, _ = predict(run.model, run.test.momenta)
     assert np.isfinite(mean).all() and (sigma_stat > 0).all() and (sigma_syst > 0).all()
     folder = export_to_repository(run, tmp_path, f"gg_gg_{method}", version=1)

@@ -65,15 +65,16 @@ def test_aggregation_is_the_error_of_the_members_average():
     k = len(mu)
     spread = mu.var(0, ddof=1)
     width = (s**2).mean(0)
-    assert rho == pytest.approx(spread.mean() / width.mean(), rel=1e-12) and 0 < rho < 1
+    assert rho == pytest.approx(np.mean(spread / width), rel=1e-12) and 0 < rho < 1
     assert float(model.scatter_share) == rho
     np.testing.assert_allclose(mean, np.exp(mu.mean(0)), rtol=1e-12)
     np.testing.assert_allclose(sigma_stat, 1.5 * mean * np.sqrt(spread / k), rtol=1e-10)
     np.testing.assert_allclose(sigma_syst, 1.5 * mean * np.sqrt((1 - rho) * width), rtol=1e-10)
     np.testing.assert_allclose(sigma_tot, np.hypot(sigma_stat, sigma_syst), rtol=1e-12)
-    # on average sigma_tot^2 is the ambiguity estimate <s_k^2> - (1 - 1/K) V of the average's error
+    # relative to each point's width, sigma_tot^2 is on average the ambiguity estimate <s_k^2> - (1 - 1/K) V
     ambiguity = width - (1 - 1 / k) * spread
-    assert np.mean((sigma_tot / (1.5 * mean)) ** 2) == pytest.approx(np.mean(ambiguity), rel=1e-10)
+    relative = (sigma_tot / (1.5 * mean)) ** 2 / width
+    assert np.mean(relative) == pytest.approx(np.mean(ambiguity / width), rel=1e-10)
 
 
 def test_ambiguity_makes_calibrated_members_give_a_calibrated_average():
@@ -88,7 +89,7 @@ def test_ambiguity_makes_calibrated_members_give_a_calibrated_average():
         members = bias + scatter * rng.standard_normal((k, n))  # m_k - y
         width = np.full(n, shared**2 + scatter**2)  # E[(m_k - y)^2], what each member's likelihood fits
         spread = members.var(0, ddof=1)
-        rho = spread.mean() / width.mean()
+        rho = np.mean(spread / width)
         sigma_tot2 = spread / k + (1 - rho) * width
         error = members.mean(0)
         assert np.mean(error**2) == pytest.approx(shared**2 + scatter**2 / k, rel=0.01)
@@ -96,6 +97,26 @@ def test_ambiguity_makes_calibrated_members_give_a_calibrated_average():
         assert np.std(pull) == pytest.approx(1.0, abs=0.02), (shared, scatter)
         assert np.mean(np.abs(pull) < 1) == pytest.approx(0.6827, abs=0.01), (shared, scatter)
         assert np.std(error / np.sqrt(spread + width)) < 0.8  # the spread on top of the widths counts it twice
+
+
+def test_scatter_share_averaged_point_by_point_holds_where_widths_span_orders_of_magnitude():
+    """Widths over orders of magnitude, the scatter's share 0.75 except in the top tenth of the widths (0.2, as
+    on gg -> gggg): the share averaged point by point calibrates the pulls, a ratio of averages (which the
+    largest widths dominate) makes them far too narrow."""
+    rng = np.random.default_rng(1)
+    k, n = 8, 200_000
+    width = np.exp(rng.normal(0.0, 1.5, n))  # E[(m_k - y)^2], what each member's likelihood fits
+    share = np.where(width > np.quantile(width, 0.9), 0.2, 0.75)
+    members = np.sqrt((1 - share) * width) * rng.standard_normal(n) + np.sqrt(share * width) * rng.standard_normal(
+        (k, n)
+    )
+    spread, error = members.var(0, ddof=1), members.mean(0)
+
+    def pull_width(rho: float) -> float:
+        return float(np.std(error / np.sqrt(spread / k + (1 - rho) * width)))
+
+    assert pull_width(np.mean(spread / width)) == pytest.approx(1.0, abs=0.04)
+    assert pull_width(spread.mean() / width.mean()) < 0.85
 
 
 def test_legacy_aggregation_adds_the_spread_to_the_widths():
