@@ -272,6 +272,12 @@ LEVERS: dict[str, list[Lever]] = {
             {"batch_size": 256, "beta1": 0.99},
         ),
         (
+            "paid+beta1_0.99+bfloat16",
+            "canonical, GELU, batches of 256, beta_1 0.99, forward passes in bfloat16",
+            {"symmetry": "canonical", "activation": "gelu"},
+            {"batch_size": 256, "beta1": 0.99, "autocast": "bfloat16"},
+        ),
+        (
             "paid+data_x4",
             "canonical, GELU, batches of 256, 280k training points",
             {"symmetry": "canonical", "activation": "gelu", "n_events": 400_000},
