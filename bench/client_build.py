@@ -45,7 +45,9 @@ class BuildFailed(RuntimeError):
 
 def missing_toolchain() -> list[str]:
     """What the C++ build needs and this host lacks (empty when all is there)."""
-    missing = [tool for tool in ("cmake", "c++", "protoc", "grpc_cpp_plugin") if shutil.which(tool) is None]
+    missing = [
+        tool for tool in ("cmake", "c++", "protoc", "grpc_cpp_plugin", "pkg-config") if shutil.which(tool) is None
+    ]
     if not any(Path("/").glob(pattern.lstrip("/")) for pattern in GRPC_CONFIGS):
         missing.append("gRPCConfig.cmake (libgrpc++-dev)")
     if not Path("/usr/include/google/protobuf/message.h").exists() and not list(

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install the operations tools the deploy tests need: Debian's `prometheus` package (prometheus and promtool) for
 # tests/deploy/ (promtool check/test rules, and a real Prometheus scraping a real server). Idempotent.
-# Needs root for apt-get; run as another user it says what to install, and those tests skip (fail under CI=true).
+# Needs root for apt-get; run as another user it says what to install and fails (the tests would fail without it).
 # The Python side (helm-python-sdk, kubernetes-validate, dask[distributed]) comes with `pip install -e .[ops]`.
 set -euo pipefail
 
@@ -10,8 +10,8 @@ if command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1;
 fi
 if [ "$(id -u)" -ne 0 ]; then
   echo "install_ops_tools: prometheus/promtool missing and not root; run 'apt-get install -y prometheus' as root" \
-    "(Debian's package has both), or the Prometheus tests skip" >&2
-  exit 0
+    "(Debian's package has both): the deploy tests need them" >&2
+  exit 1
 fi
 echo "install_ops_tools: installing Debian's prometheus package (prometheus, promtool) as root" >&2
 export DEBIAN_FRONTEND=noninteractive

@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
 TINY_MODEL = "gg_gg"
+
+
+def missing_tool(what: str, install: str) -> NoReturn:
+    """A system tool some tests need is absent: fail, saying what installs it. Not a skip: `bash scripts/test.sh`
+    (what CI runs) installs every one, so a missing tool is a broken setup, never a check quietly left out."""
+    pytest.fail(f"{what} missing: {install} (bash scripts/test.sh installs it, as root)", pytrace=False)
 
 
 @pytest.fixture(scope="session")

@@ -40,7 +40,8 @@ def inputs(tmp_path_factory) -> list[Path]:
 
 @pytest.fixture(scope="module")
 def cluster():
-    distributed = pytest.importorskip("distributed")
+    import distributed  # the ops extra, which scripts/setup.sh installs
+
     with distributed.LocalCluster(
         n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None, host="127.0.0.1"
     ) as local:

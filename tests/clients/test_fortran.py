@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from tests.clients.conftest import BUILD_JOBS, CLIENTS, closed_port, phase_space
-from tests.conftest import TINY_MODEL
+from tests.conftest import TINY_MODEL, missing_tool
 
 pytestmark = pytest.mark.slow
 GRPC_INVALID_ARGUMENT, GRPC_NOT_FOUND, GRPC_UNAVAILABLE = 3, 5, 14
@@ -23,12 +23,11 @@ OUTPUTS = ("mean", "sigma_stat", "sigma_syst", "sigma_tot")
 
 @pytest.fixture(autouse=True)
 def fortran_compiler() -> None:
-    """clients/CMakeLists.txt builds fortran/ only with a Fortran compiler: without one, skip (fail under CI)."""
+    """clients/CMakeLists.txt builds fortran/ only with a Fortran compiler: without one these tests fail."""
     if shutil.which("gfortran") is None:
-        reason = "no Fortran compiler: install the Debian package gfortran (bash scripts/install_client_toolchain.sh)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI=true and {reason}", pytrace=False)
-        pytest.skip(reason)
+        missing_tool(
+            "Fortran compiler gfortran", "install the Debian package gfortran (scripts/install_client_toolchain.sh)"
+        )
 
 
 def _smatrix(program, momenta, workdir, *args, env=None) -> tuple[subprocess.CompletedProcess, np.ndarray | None]:
@@ -134,7 +133,6 @@ def test_install_holds_the_module_library_and_package_files(client_build):
     assert "calsurr::fortran" in targets
 
 
-@pytest.mark.skipif(shutil.which("pkg-config") is None, reason="pkg-config missing (Debian: pkg-config)")
 def test_a_makefile_build_links_the_installed_module(client_build, served, reference, tmp_path):
     """What an MG5_aMC or POWHEG makefile does: gfortran with the flags pkg-config gives, nothing else."""
     pc_path = next(client_build.prefix.glob("lib*/pkgconfig"))

@@ -4,13 +4,13 @@ library), objects validated against the Kubernetes schemas (kubernetes-validate)
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from functools import cache
 from pathlib import Path
 
-import pytest
 import yaml
+
+from tests.conftest import missing_tool
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -120,11 +120,7 @@ def validate_object(obj: dict) -> str:
 
 
 def require_tool(name: str, package: str) -> str:
-    """The tool's path; else skip, saying what to install, except under CI, where a missing tool fails."""
-    path = shutil.which(name)
-    if path:
-        return path
-    message = f"{name} not found: install Debian's '{package}' package (scripts/install_ops_tools.sh does, as root)"
-    if os.environ.get("CI") == "true":
-        pytest.fail(message)
-    pytest.skip(message)
+    """The tool's path; a missing one fails the test, naming the Debian package (scripts/install_ops_tools.sh)."""
+    return shutil.which(name) or missing_tool(
+        name, f"install Debian's '{package}' package (scripts/install_ops_tools.sh)"
+    )
