@@ -152,7 +152,9 @@ def test_stream_answers_every_request_in_order_and_survives_a_bad_one(client, mo
             continue
         assert error is None, error
         assert result.get_response().id == f"r{i}"
-        np.testing.assert_array_equal(result.as_numpy("mean"), reference["mean"][: i + 1])
+        # i + 1 rows against the reference's 8: onnxruntime's vectorised kernels may round a short batch's tail
+        # differently in the last place (bit for bit holds only for whole multiples of 8, test_batcher.py).
+        np.testing.assert_allclose(result.as_numpy("mean"), reference["mean"][: i + 1], rtol=1e-14, atol=0)
 
 
 def test_asyncio_stream(server, momenta, reference):
