@@ -361,7 +361,8 @@ def export(
     except FileExistsError as exc:  # another export published it meanwhile
         fail(f"{exc}, e.g. --version {next_version(final.parent)}")
     except ExportMismatch as exc:
-        fail(f"export of {run} refused: {exc}", FAILED)
+        hint = "; --member-dtype float64 keeps the members' precision" if member_dtype == "float32" else ""
+        fail(f"export of {run} refused: {exc}{hint}", FAILED)
     except OSError as exc:
         fail(f"could not write {final} ({exc})", FAILED)
     console.print(f"exported {folder}")

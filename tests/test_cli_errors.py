@@ -367,6 +367,21 @@ def test_export_refuses_an_existing_version_of_a_real_run(tiny_run, tmp_path, mo
 
 
 @pytest.mark.slow
+def test_an_export_whose_float32_members_miss_the_bounds_is_refused_naming_float64(tiny_run, tmp_path, monkeypatch):
+    """The real check, with bounds no float32 graph can meet (as an L-GATr's float32 mean misses 1e-5)."""
+    import calsurr.training.export
+    from calsurr.training.runs import save_run
+
+    run = save_run(tiny_run, tmp_path / "run")
+    monkeypatch.setattr(calsurr.training.export, "FLOAT32_MEMBER_RTOL", dict.fromkeys(("mean", "sigma_stat"), 1e-15))
+    line = _error(_invoke("export", run, "--repo", tmp_path / "repo", "--name", "m"), "refused", code=1)
+    assert "float32 members differs from torch: mean by" in line and "--member-dtype float64" in line
+    assert not (tmp_path / "repo" / "m" / "1").exists()  # nothing published
+    result = _invoke("export", run, "--repo", tmp_path / "repo", "--name", "m", "--member-dtype", "float64")
+    assert result.exit_code == 0, result.output
+
+
+@pytest.mark.slow
 def test_predict_an_fp32_export_in_process_and_an_unknown_model_on_a_server(tiny_run, tiny_repository, tmp_path):
     from calsurr.service.config import ServerSettings
     from calsurr.service.server import BackgroundServer
