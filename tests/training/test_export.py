@@ -7,7 +7,7 @@ import torch
 
 from calsurr.service.card import CARD_FILENAME, MODEL_FILENAME, ModelCard
 from calsurr.training.data import generate_amplitudes
-from calsurr.training.export import EXPORT_RTOL, FLOAT32_MEMBER_RTOL, export_to_repository
+from calsurr.training.export import EXPORT_RTOL, FLOAT32_MEMBER_RTOL, export_to_repository, relative_differences
 from calsurr.training.pipeline import predict
 from tests.conftest import TINY_MODEL
 
@@ -87,3 +87,23 @@ def test_float32_members_agree_with_the_float64_model_within_the_stated_bounds(t
     assert np.max(np.abs(fast[0] - exact[0]) / exact[0]) > 0  # really computed in another precision
     assert next(tiny_run.model.ensemble.parameters()).dtype.is_floating_point  # the run is left as it was
     assert str(next(tiny_run.model.ensemble.parameters()).dtype) == "torch.float64"
+
+
+def test_float32_parts_of_the_error_bar_are_measured_against_sigma_tot(tiny_run, tmp_path):
+    """sigma_stat and sigma_syst of a float32-member graph are held to their bounds over torch's sigma_tot."""
+    folder = export_to_repository(tiny_run, tmp_path, TINY_MODEL, version=1, member_dtype="float32")
+    inputs = tiny_run.test.momenta
+    reference = predict(tiny_run.model, inputs)
+    own = relative_differences(tiny_run.model, folder / MODEL_FILENAME, inputs, reference)
+    parts = relative_differences(tiny_run.model, folder / MODEL_FILENAME, inputs, reference, parts_against_total=True)
+    got = dict(
+        zip(
+            ["mean", "sigma_stat", "sigma_syst", "sigma_tot"],
+            ort.InferenceSession(str(folder / MODEL_FILENAME)).run(None, {"momenta": inputs}),
+        )
+    )
+    expected = dict(zip(["mean", "sigma_stat", "sigma_syst", "sigma_tot"], reference))
+    for name in ("sigma_stat", "sigma_syst"):
+        assert parts[name] == pytest.approx(np.max(np.abs(got[name] - expected[name]) / expected["sigma_tot"]))
+        assert parts[name] <= own[name] and parts[name] <= FLOAT32_MEMBER_RTOL[name]
+    assert parts["mean"] == own["mean"] and parts["sigma_tot"] == own["sigma_tot"]  # the others as before
