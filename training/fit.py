@@ -16,7 +16,13 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from calsurr.training.models import StackedMLP, VariationalMLP, function_space_repulsion, gaussian_nll
+from calsurr.training.models import (
+    LorentzTransformerEnsemble,
+    StackedMLP,
+    VariationalMLP,
+    function_space_repulsion,
+    gaussian_nll,
+)
 
 Method = Literal["deep_ensemble", "bayesian", "repulsive_ensemble"]
 Device = Literal["auto", "cpu", "cuda"]
@@ -220,9 +226,11 @@ def _fit(network, method, x_train, y_train, x_val, y_val, config, show_progress,
     return history
 
 
-def refit_widths(network: StackedMLP, x: torch.Tensor, y: torch.Tensor, config: FitConfig) -> list[float]:
-    """Refit every member's log-sigma head (the width column of its last layer) by the Gaussian likelihood on
-    held-out points (x, y), the means frozen, for `config.width_epochs` epochs (cosine from
+def refit_widths(
+    network: StackedMLP | LorentzTransformerEnsemble, x: torch.Tensor, y: torch.Tensor, config: FitConfig
+) -> list[float]:
+    """Refit every member's log-sigma head (`width_head`: the width column of its last layer) by the Gaussian
+    likelihood on held-out points (x, y), the means frozen, for `config.width_epochs` epochs (cosine from
     `width_learning_rate`); returns the NLL per point after each epoch.
 
     Why held out: a width fitted with the means on their own training points describes the error there, which
@@ -235,16 +243,15 @@ def refit_widths(network: StackedMLP, x: torch.Tensor, y: torch.Tensor, config: 
     device = resolve_device(config.device)
     network.to(device)
     x, y = x.to(device), y.to(device)
-    head_w, head_b = network.weights[-1], network.biases[-1]
+    head = network.width_head()
     for parameter in network.parameters():
         parameter.requires_grad_(False)
-    mask = torch.tensor([0.0, 1.0], device=device, dtype=head_w.dtype)  # (mu, log sigma): only log sigma moves
     hooks = []
-    for parameter in (head_w, head_b):
+    for parameter, mask in head:  # (mu, log sigma): only log sigma moves
         parameter.requires_grad_(True)
-        hooks.append(parameter.register_hook(lambda grad: grad * mask))
+        hooks.append(parameter.register_hook(lambda grad, mask=mask: grad * mask))
     steps = math.ceil(len(y) / config.batch_size)
-    optimiser = torch.optim.AdamW([head_w, head_b], lr=config.width_learning_rate, weight_decay=0.0)
+    optimiser = torch.optim.AdamW([p for p, _ in head], lr=config.width_learning_rate, weight_decay=0.0)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=config.width_epochs * steps)
     generator = torch.Generator().manual_seed(config.seed + 1)
     losses = []

@@ -72,6 +72,76 @@ class StackedMLP(nn.Module):
                 h = self.activation(h)
         return h
 
+    def width_head(self) -> list[tuple[nn.Parameter, torch.Tensor]]:
+        """The parameters that make log sigma, each with the gradient mask that leaves mu alone (the width
+        refit, `fit.refit_widths`): the last layer, whose second output column is log sigma."""
+        mask = torch.tensor([0.0, 1.0], dtype=self.weights[-1].dtype, device=self.weights[-1].device)
+        return [(self.weights[-1], mask), (self.biases[-1], mask)]
+
+
+class LorentzTransformerEnsemble(nn.Module):
+    """K Lorentz-equivariant transformers (L-GATr-slim from the `lgatr` package: Spinner et al.,
+    arXiv:2405.14806, in its vector-and-scalar form), each giving (mu_k, log s_k) like `StackedMLP`.
+
+    Input (B, 4n) or (K, B, 4n): the n four-momenta, flattened and divided by one scale (`MomentumFeatures`),
+    so that a Lorentz transformation of the momenta is one of the input vectors. Each particle is a token:
+    its momentum one vector channel, a one-hot of its position the scalar channels (the beams are not the
+    final state; with `symmetry: canonical` the positions are energy-ordered). Scalars out of the last
+    layer, averaged over the tokens, are (mu, log sigma): Lorentz invariant by construction, as |M|^2 is.
+    `hidden` scalar channels and hidden // 4 vector channels per token, `layers` transformer blocks.
+    """
+
+    def __init__(
+        self, members: int, n_particles: int, hidden: int, layers: int, generator: torch.Generator, heads: int = 2
+    ):
+        from lgatr import LGATrSlim  # training only, and only for this network: ~1 s to import
+
+        super().__init__()
+        self.members, self.n_particles = members, n_particles
+        # lgatr initialises from torch's global generator: seed it from ours, without disturbing the caller's
+        seed = int(torch.randint(2**31 - 1, (1,), generator=generator))
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            self.nets = nn.ModuleList(
+                LGATrSlim(
+                    num_blocks=layers,
+                    in_v_channels=1,
+                    out_v_channels=0,
+                    hidden_v_channels=max(1, hidden // 4),
+                    in_s_channels=n_particles,
+                    out_s_channels=2,
+                    hidden_s_channels=hidden,
+                    num_heads=heads,
+                    nonlinearity="silu",  # its "gelu" exports to onnxruntime's Gelu, 6e-9 off in float64 (TanhGELU)
+                )
+                for _ in range(members)
+            )
+        for module in self.nets.modules():  # the norms' epsilon, a Python float, as a tensor of the model's dtype:
+            if isinstance(getattr(module, "epsilon", None), float):  # the exporter rounds Python floats through
+                epsilon = module.epsilon  # float32, which moved float64 members' means by 1e-9 against torch
+                del module.epsilon
+                module.register_buffer("epsilon", torch.tensor(epsilon), persistent=False)
+        self.register_buffer("tags", torch.eye(n_particles), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        outputs = []
+        for k, net in enumerate(self.nets):
+            rows = x if x.dim() == 2 else x[k]
+            vectors = rows.reshape(rows.shape[0], self.n_particles, 1, 4)
+            scalars = self.tags.to(rows.dtype).expand(rows.shape[0], -1, -1)
+            _, out = net(vectors, scalars)
+            outputs.append(out.sum(dim=-2) / self.n_particles)  # not .mean(): the exporter would name a node 'mean'
+        return torch.stack(outputs)
+
+    def width_head(self) -> list[tuple[nn.Parameter, torch.Tensor]]:
+        """Each member's last scalar layer, whose second output row is log sigma (`StackedMLP.width_head`)."""
+        heads = []
+        for net in self.nets:
+            layer = net.linear_out.linear_s
+            mask = torch.tensor([0.0, 1.0], dtype=layer.weight.dtype, device=layer.weight.device)
+            heads += [(layer.weight, mask.unsqueeze(1)), (layer.bias, mask)]
+        return heads
+
 
 def gaussian_nll(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Heteroscedastic Gaussian negative log-likelihood, summed over members and averaged over points.

@@ -29,11 +29,12 @@ from calsurr.training.calibration import (
     fit_recalibration_factor,
 )
 from calsurr.training.fit import FitConfig, FitHistory, Method, fit_network, refit_widths
-from calsurr.training.models import Activation, StackedMLP, VariationalMLP
+from calsurr.training.models import Activation, LorentzTransformerEnsemble, StackedMLP, VariationalMLP
 from calsurr.training.physics.processes import PROCESSES
 from calsurr.training.surrogate import (
     Aggregation,
     InvariantFeatures,
+    MomentumFeatures,
     ParkeTaylorPrefactor,
     Standardisation,
     Surrogate,
@@ -45,6 +46,8 @@ SPLIT_FRACTIONS = (0.7, 0.1, 0.1, 0.1)
 CALORIMETER = "calorimeter"
 # "parke_taylor": amplitudes learn log(|M|^2 / P), P the Parke-Taylor sum (training/surrogate.py); from 6 gluons
 TargetPrefactor = Literal["none", "parke_taylor"]
+# "mlp": StackedMLP on the pair invariants; "lgatr": LorentzTransformerEnsemble on the momenta (training/models.py)
+Network = Literal["mlp", "lgatr"]
 MIN_PARKE_TAYLOR_PARTICLES = 6  # for 4 and 5 gluons P is |M|^2 itself: nothing would be left to learn
 
 
@@ -84,6 +87,12 @@ class TrainingConfig(BaseModel):
         description="apply the factor fitted on the calibration split (calibration-split pulls with unit RMS); "
         "it is fitted and reported either way, as a check of the calibration as learned",
     )
+    network: Network = Field(
+        default="mlp",
+        description="amplitudes: the members' network, 'mlp' on the pair invariants or 'lgatr', a Lorentz-"
+        "equivariant transformer (L-GATr-slim) on the four-momenta: `hidden` scalar channels (hidden // 4 vectors) "
+        "per particle, `layers` blocks; deep and repulsive ensembles",
+    )
     seed: int = Field(default=0, ge=0, description="seed of generated data, split and initialisation")
 
     @field_validator("process")
@@ -96,8 +105,12 @@ class TrainingConfig(BaseModel):
 
     @model_validator(mode="after")
     def _levers_fit_the_task(self) -> TrainingConfig:
-        if self.process == CALORIMETER and (self.symmetry != "none" or self.target_prefactor != "none"):
-            raise ValueError("symmetry and target_prefactor apply to amplitudes, not to the calorimeter")
+        if self.process == CALORIMETER and (
+            self.symmetry != "none" or self.target_prefactor != "none" or self.network != "mlp"
+        ):
+            raise ValueError("symmetry, target_prefactor and network apply to amplitudes, not to the calorimeter")
+        if self.network == "lgatr" and self.method == "bayesian":
+            raise ValueError("network lgatr trains as a deep or repulsive ensemble; the Bayesian network is an MLP")
         if self.target_prefactor == "parke_taylor" and PROCESSES[self.process].n_particles < MIN_PARKE_TAYLOR_PARTICLES:
             raise ValueError(
                 f"target_prefactor parke_taylor needs at least {MIN_PARKE_TAYLOR_PARTICLES} gluons: for "
@@ -149,13 +162,16 @@ def build_surrogate(config: TrainingConfig, inputs: np.ndarray, trained: bool = 
     generator = torch.Generator().manual_seed(config.seed)
     prefactor = None
     if config.task == "amplitude":
-        features, transform = InvariantFeatures(inputs.shape[1], config.symmetry), "log"
+        feature_type = MomentumFeatures if config.network == "lgatr" else InvariantFeatures
+        features, transform = feature_type(inputs.shape[1], config.symmetry), "log"
         if config.target_prefactor == "parke_taylor":
             prefactor = ParkeTaylorPrefactor(inputs.shape[1])
     else:
         features, transform = Standardisation(inputs.shape[1]), "identity"
     shape = (features.n_features, config.hidden, config.layers, generator)
-    if config.method == "bayesian" and not trained:
+    if config.network == "lgatr":
+        network = LorentzTransformerEnsemble(config.members, inputs.shape[1], config.hidden, config.layers, generator)
+    elif config.method == "bayesian" and not trained:
         network = VariationalMLP(*shape, config.prior_sigma, config.activation)
     else:
         network = StackedMLP(config.members, *shape, config.activation)

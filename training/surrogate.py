@@ -161,6 +161,32 @@ class InvariantFeatures(Standardisation):
         return torch.cat([log_s, torch.log(sij[:, 1:]) - log_s], dim=1)
 
 
+class MomentumFeatures(Standardisation):
+    """The four-momenta themselves, for a Lorentz-equivariant network: (B, n, 4) -> (B, 4n) in float64,
+    every component divided by one scale, sqrt(<s_12>) over the training inputs.
+
+    One shift (0) and one scale for all components keep the map a multiple of the identity, so a Lorentz
+    transformation of the momenta is the same transformation of the features (`LorentzTransformerEnsemble`
+    relies on it); a per-component standardisation would break it. `symmetry` as in `InvariantFeatures`.
+    """
+
+    def __init__(self, n_particles: int, symmetry: Symmetry = "none"):
+        if symmetry not in SYMMETRIES:
+            raise ValueError(f"symmetry must be one of {SYMMETRIES}, got '{symmetry}'")
+        super().__init__(4 * n_particles)
+        self.symmetry = symmetry
+
+    def raw(self, momenta: torch.Tensor) -> torch.Tensor:
+        if self.symmetry == "canonical":
+            momenta = canonical_order(momenta)
+        return momenta.reshape(momenta.shape[0], -1)
+
+    def fit(self, inputs: torch.Tensor) -> None:
+        s = 2.0 * minkowski_dot(inputs[:, 0], inputs[:, 1])
+        self.shift.zero_()
+        self.scale.fill_(float(torch.sqrt(s.mean())))
+
+
 class ParkeTaylorPrefactor(nn.Module):
     """log P(p): the soft and collinear singularities of n-gluon |M|^2, to divide out of the target.
 
