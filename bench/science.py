@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -30,8 +31,11 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from calsurr.service.card import MODEL_FILENAME, ModelCard  # noqa: E402
+from calsurr.service.runtime import OnnxModel, RuntimeOptions  # noqa: E402
 from calsurr.training.calibration import pulls  # noqa: E402
 from calsurr.training.data import AmplitudeDataset  # noqa: E402
+from calsurr.training.export import ExportMismatch, export_to_repository  # noqa: E402
 from calsurr.training.fit import FitConfig  # noqa: E402
 from calsurr.training.physics.phase_space import pair_invariants  # noqa: E402
 from calsurr.training.pipeline import SPLIT_FRACTIONS, TrainingConfig, predict, reaggregate, train_surrogate  # noqa: E402
@@ -52,6 +56,7 @@ PULL_MEAN_LIMIT = 0.1
 COVERAGE_68_RANGE = (0.60, 0.76)  # globally and in every bin of the conditional calibration
 FACTOR_RANGE = (0.9, 1.1)  # the recalibration factor a calibration split fits, as a check
 SIGMA_SYST_TOLERANCE = 0.05  # learned sigma_syst within 5 % of the injected / simulated spread
+SERVING_THREADS, SERVING_BATCH, SERVING_SECONDS = 2, 1024, 2.0  # a lever's serving cost, measured in-process
 
 
 @dataclass
@@ -80,6 +85,10 @@ class Row:
     aggregation: str = "ambiguity"
     within_1_percent: float = 0.0  # share of test points with |Delta| <= 1 %
     lever: str = ""  # in a lever study: the change against the study's base
+    # in a lever study: the exported graph (float32 members) in-process, onnxruntime on SERVING_THREADS threads
+    served_rows_per_second: float | None = None  # at batch SERVING_BATCH
+    served_batch1_us: float | None = None  # one row per call
+    served_member_dtype: str = ""  # what the members ran in (`serving_cost`)
     checks: dict[str, bool] = field(default_factory=dict)
 
 
@@ -97,13 +106,46 @@ def _phase_space_variable(test) -> tuple[np.ndarray | None, str]:
     return sij.min(axis=1) / sij[:, 0], "min s_ij / s"
 
 
+def serving_cost(run) -> tuple[float, float, str]:
+    """(rows/s at batch SERVING_BATCH, microseconds per call at batch 1, member dtype) of the run's exported
+    graph in the server's onnxruntime wrapper on SERVING_THREADS: as `calsurr export` writes it, with float32
+    members, or with float64 members where float32 ones miss the export's bounds (FLOAT32_MEMBER_RTOL)."""
+    with tempfile.TemporaryDirectory() as repo:
+        try:
+            member_dtype, folder = "float32", export_to_repository(run, Path(repo), "lever", 1)
+        except ExportMismatch as mismatch:
+            print(f"{mismatch}: timing the graph with float64 members instead", flush=True)
+            member_dtype, folder = "float64", export_to_repository(run, Path(repo), "lever", 2, member_dtype="float64")
+        card = ModelCard.read(folder / "card.json")
+        model = OnnxModel(folder / MODEL_FILENAME, card, RuntimeOptions(intra_op_threads=SERVING_THREADS))
+        name = card.inputs[0].name
+        x = np.ascontiguousarray(np.resize(run.test.inputs, (SERVING_BATCH, *run.test.inputs.shape[1:])))
+        rates = []
+        for batch in (SERVING_BATCH, 1):
+            chunk = np.ascontiguousarray(x[:batch])
+            model.run({name: chunk})  # warm
+            calls, started = 0, time.perf_counter()
+            while time.perf_counter() - started < SERVING_SECONDS:
+                model.run({name: chunk})
+                calls += 1
+            rates.append(calls / (time.perf_counter() - started))
+    return rates[0] * SERVING_BATCH, 1e6 / rates[1], member_dtype
+
+
 def run_entry(
-    name: str, config: TrainingConfig, out: Path, known_spread=None, save: bool = False, reuse: bool = False
+    name: str,
+    config: TrainingConfig,
+    out: Path,
+    known_spread=None,
+    save: bool = False,
+    reuse: bool = False,
+    measure_serving: bool = False,
 ) -> Row:
     """Train, report, and check one configuration. `known_spread(test, mean)` gives the true sigma per point;
     `save` keeps the run under `out/name/run` for `calsurr export` (the serving benchmark's model); `reuse`
     takes the members of a run saved there instead of training (same config and data, checked by hash) and
-    aggregates and calibrates them with the current code; the training time is the saved run's."""
+    aggregates and calibrates them with the current code; the training time is the saved run's.
+    `measure_serving`: also export the run and time its graph (`serving_cost`)."""
     saved = out / name / "run"
     if reuse and (saved / SURROGATE_FILE).is_file():
         run = reaggregate(load_run(saved), config.aggregation)
@@ -161,6 +203,8 @@ def run_entry(
         aggregation=config.aggregation,
         within_1_percent=float(np.mean(np.abs(mean / test.target - 1) <= 1e-2)),
     )
+    if measure_serving:
+        row.served_rows_per_second, row.served_batch1_us, row.served_member_dtype = serving_cost(run)
     if known_spread is not None:
         row.sigma_syst_ratio = float(np.median(learned_syst / known_spread(test, mean)))
         row.checks[f"sigma_syst within {100 * SIGMA_SYST_TOLERANCE:g} %"] = (
@@ -240,6 +284,13 @@ def _lever_base(process: str, n_events: int) -> TrainingConfig:
     return TrainingConfig(process=process, n_events=n_events, members=2, hidden=128, layers=4, fit=fit)
 
 
+# a Lorentz-equivariant transformer in place of each MLP member, on the four-momenta (training/models.py)
+LGATR_LEVER: Lever = (
+    "lgatr",
+    "L-GATr-slim members on the momenta: 2 blocks, 32 scalar and 8 vector channels per particle",
+    {"network": "lgatr", "hidden": 32, "layers": 2},
+    {},
+)
 LEVER_BASES = {"gg_ggg": _lever_base("gg_ggg", 100_000), "gg_gggg": _lever_base("gg_gggg", 50_000)}
 LEVERS: dict[str, list[Lever]] = {
     "gg_ggg": [
@@ -253,6 +304,13 @@ LEVERS: dict[str, list[Lever]] = {
         ("beta1_0.99", "Adam beta_1 0.99", {}, {"beta1": 0.99}),
         ("batch_256", "batches of 256", {}, {"batch_size": 256}),
         ("bfloat16", "forward passes in bfloat16 (torch.autocast)", {}, {"autocast": "bfloat16"}),
+        LGATR_LEVER,
+        (
+            "lgatr+warmup",
+            "the same, learning rate 1e-3 after a 5 % linear warm-up (as transformers are usually trained)",
+            LGATR_LEVER[2],
+            {"schedule": "warmup_cosine", "learning_rate": 1e-3},
+        ),
         ("data_x0.5", "35k training points", {"n_events": 50_000}, {}),
         ("data_x2", "140k training points", {"n_events": 200_000}, {}),
         ("data_x4", "280k training points", {"n_events": 400_000}, {}),
@@ -288,6 +346,7 @@ LEVERS: dict[str, list[Lever]] = {
         ("base", "2 x (4 x 128) SiLU, 35k points, 60 epochs of 1024, cosine", {}, {}),
         ("parke_taylor", "target |M|^2 / P, P the Parke-Taylor sum", {"target_prefactor": "parke_taylor"}, {}),
         ("canonical", "identical gluons ordered", {"symmetry": "canonical"}, {}),
+        LGATR_LEVER,
         (
             "parke_taylor+canonical",
             "both",
@@ -323,7 +382,7 @@ def lever_study(process: str, out: Path, quick: bool, only: set[str] | None = No
         config = lever_config(
             base, fields if not quick else {k: v for k, v in fields.items() if k != "n_events"}, fit_fields
         )
-        row = run_entry(name, config, folder)
+        row = run_entry(name, config, folder, measure_serving=True)
         row.lever = change
         ran.append(row)
         kept[name] = row
@@ -335,17 +394,23 @@ def lever_study(process: str, out: Path, quick: bool, only: set[str] | None = No
 
 
 def lever_markdown(rows: list[Row]) -> str:
-    """What each lever bought: accuracy against the base row (the first), with the cost in training time."""
+    """What each lever bought: accuracy against the base row (the first), with the cost in training time and in
+    serving (the exported graph in-process: rows/s at batch 1024, microseconds at batch 1)."""
     base = rows[0]
     lines = [
-        "| lever | change | train s | median abs Delta | x base | within 1 % | q99 abs Delta | pull width as learned |",
-        "|---|---|---|---|---|---|---|---|",
+        "| lever | change | train s | median abs Delta | x base | within 1 % | q99 abs Delta | pull width as learned "
+        "| served rows/s | served batch-1 us |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
+        rate = f"{r.served_rows_per_second:.3g}" if r.served_rows_per_second else "-"
+        if r.served_member_dtype == "float64":
+            rate += " (float64 members)"
+        latency = f"{r.served_batch1_us:.0f}" if r.served_batch1_us else "-"
         lines.append(
             f"| {r.name} | {r.lever} | {r.train_seconds:.0f} | {100 * r.median_abs_delta:.4f} % | "
             f"{base.median_abs_delta / r.median_abs_delta:.2f} | {100 * r.within_1_percent:.2f} % | "
-            f"{100 * r.q99_abs_delta:.3f} % | {r.pull_width_raw:.2f} |"
+            f"{100 * r.q99_abs_delta:.3f} % | {r.pull_width_raw:.2f} | {rate} | {latency} |"
         )
     return "\n".join(lines) + "\n"
 

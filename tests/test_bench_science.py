@@ -29,12 +29,17 @@ def test_quick_science_benchmark_writes_its_table(tmp_path):
 
 def test_quick_lever_study_compares_each_lever_with_its_base(tmp_path):
     command = [sys.executable, str(ROOT / "bench" / "science.py"), "--quick", "--out", str(tmp_path)]
-    command += ["--only", "levers_gg_gggg", "--lever", "parke_taylor+canonical"]
+    command += ["--only", "levers_gg_gggg", "--lever", "parke_taylor+canonical", "--lever", "lgatr"]
     result = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
     rows = json.loads((tmp_path / "levers_gg_gggg" / "results.json").read_text())
-    assert [r["name"] for r in rows] == ["base", "parke_taylor+canonical"]
-    assert rows[1]["lever"] == "both" and 0 <= rows[1]["within_1_percent"] <= 1
+    assert [r["name"] for r in rows] == ["base", "lgatr", "parke_taylor+canonical"]
+    assert rows[2]["lever"] == "both" and 0 <= rows[2]["within_1_percent"] <= 1
     table = (tmp_path / "levers_gg_gggg" / "results.md").read_text().splitlines()
     assert "| x base |" in table[0] and table[2].split(" | ")[4] == "1.00"  # the base against itself
     assert "trained within 20 min" in rows[0]["checks"]
+    # each row's exported graph timed in-process: its serving cost beside its accuracy
+    assert "| served rows/s | served batch-1 us |" in table[0]
+    for row in rows:
+        assert row["served_rows_per_second"] > 0 and row["served_batch1_us"] > 0, row["name"]
+        assert row["served_member_dtype"] in ("float32", "float64")
