@@ -89,6 +89,9 @@ class Row:
     served_rows_per_second: float | None = None  # at batch SERVING_BATCH
     served_batch1_us: float | None = None  # one row per call
     served_member_dtype: str = ""  # what the members ran in (`serving_cost`)
+    # each member's mean squared pull in five equal-population bins of its own width (test split), averaged
+    # over the members, lowest-highest bin: 1 everywhere when the widths are calibrated where they are small too
+    member_pull2_by_width: tuple[float, float] = (0.0, 0.0)
     checks: dict[str, bool] = field(default_factory=dict)
 
 
@@ -104,6 +107,23 @@ def _phase_space_variable(test) -> tuple[np.ndarray | None, str]:
         return None, ""
     sij = pair_invariants(test.momenta)
     return sij.min(axis=1) / sij[:, 0], "min s_ij / s"
+
+
+def member_pulls_by_width(run, n_bins: int = 5) -> tuple[float, float]:
+    """(lowest, highest) over `n_bins` equal-population bins of each member's own width of its mean squared pull
+    (m_k - T(y))^2 / s_k^2 on the test split, the bins' values averaged over the members."""
+    import torch
+
+    with torch.no_grad():
+        mu, sigma = (t.numpy() for t in run.model.members_transformed(torch.from_numpy(run.test.inputs)))
+    target = run.model.transform(torch.from_numpy(run.test.target)).numpy()
+    pull2 = (mu - target) ** 2 / sigma**2
+    per_bin = []
+    for member_pull2, width in zip(pull2, sigma, strict=True):
+        index = np.digitize(width, np.quantile(width, np.linspace(0, 1, n_bins + 1)[1:-1]))
+        per_bin.append([member_pull2[index == b].mean() for b in range(n_bins)])
+    averaged = np.mean(per_bin, axis=0)
+    return float(averaged.min()), float(averaged.max())
 
 
 def serving_cost(run) -> tuple[float, float, str]:
@@ -203,6 +223,7 @@ def run_entry(
         aggregation=config.aggregation,
         within_1_percent=float(np.mean(np.abs(mean / test.target - 1) <= 1e-2)),
     )
+    row.member_pull2_by_width = member_pulls_by_width(run)
     if measure_serving:
         row.served_rows_per_second, row.served_batch1_us, row.served_member_dtype = serving_cost(run)
     if known_spread is not None:
@@ -423,6 +444,7 @@ def markdown(rows: list[Row]) -> str:
         "q99 abs Delta",
         "pulls as learned (mean/width/cov68/cov95)",
         "68 % coverage per bin, lowest-highest",
+        "member pull^2 in bins of own width",
         "fitted factor (check)",
         "pulls with the factor (mean/width/cov68)",
         "sigma_syst / known",
@@ -440,6 +462,7 @@ def markdown(rows: list[Row]) -> str:
             f"{100 * r.q99_abs_delta:.2f} %",
             f"{r.pull_mean_raw:+.2f} / {r.pull_width_raw:.2f} / {r.coverage_68_raw:.2f} / {r.coverage_95_raw:.2f}",
             conditional or "-",
+            "{:.2f}-{:.2f}".format(*r.member_pull2_by_width),
             f"{r.recalibration_factor:.3f}",
             f"{r.pull_mean:+.2f} / {r.pull_width:.2f} / {r.coverage_68:.2f}",
             ratio,

@@ -21,6 +21,8 @@ def test_quick_science_benchmark_writes_its_table(tmp_path):
     assert rows[1]["sigma_syst_ratio"] > 0 and "sigma_syst within 5 %" in rows[1]["checks"]
     assert {"pulls as learned", "factor 0.9-1.1"} <= set(rows[0]["checks"])
     assert set(rows[0]["conditional_coverage_68"]) == {"min s_ij / s", "mean", "sigma_tot / |mean|"}
+    low, high = rows[0]["member_pull2_by_width"]
+    assert 0 < low <= high  # each member's squared pulls in bins of its own width
     assert "68 % coverage 60-76 % in every bin of log_energy_em" in rows[1]["checks"]
     for name in ("pulls.png", "conditional_calibration.png"):
         assert (tmp_path / "gg_ggg_repulsive_ensemble" / name).is_file()

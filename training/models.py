@@ -72,11 +72,22 @@ class StackedMLP(nn.Module):
                 h = self.activation(h)
         return h
 
-    def width_head(self) -> list[tuple[nn.Parameter, torch.Tensor]]:
-        """The parameters that make log sigma, each with the gradient mask that leaves mu alone (the width
-        refit, `fit.refit_widths`): the last layer, whose second output column is log sigma."""
-        mask = torch.tensor([0.0, 1.0], dtype=self.weights[-1].dtype, device=self.weights[-1].device)
-        return [(self.weights[-1], mask), (self.biases[-1], mask)]
+    def head_inputs(self, x: torch.Tensor) -> torch.Tensor:
+        """What the log-sigma head is linear in: the last hidden layer, (K, B, hidden); log s_k = h . w_k + c_k
+        with (w_k, c_k) = `width_parameters` (the width refit, `fit.refit_widths`)."""
+        h = x.unsqueeze(0) if x.dim() == 2 else x
+        for w, b in zip(self.weights[:-1], self.biases[:-1]):
+            h = self.activation(torch.matmul(h, w) + b)
+        return h if h.shape[0] == self.members else h.expand(self.members, -1, -1)
+
+    def width_parameters(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Copies of the log-sigma head, (K, hidden) and (K,): the second output column of the last layer."""
+        return self.weights[-1][..., 1].detach().clone(), self.biases[-1][:, 0, 1].detach().clone()
+
+    def set_width_parameters(self, weight: torch.Tensor, bias: torch.Tensor) -> None:
+        with torch.no_grad():
+            self.weights[-1][..., 1].copy_(weight)
+            self.biases[-1][:, 0, 1].copy_(bias)
 
 
 class LorentzTransformerEnsemble(nn.Module):
@@ -123,24 +134,43 @@ class LorentzTransformerEnsemble(nn.Module):
                 module.register_buffer("epsilon", torch.tensor(epsilon), persistent=False)
         self.register_buffer("tags", torch.eye(n_particles), persistent=False)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        outputs = []
-        for k, net in enumerate(self.nets):
-            rows = x if x.dim() == 2 else x[k]
-            vectors = rows.reshape(rows.shape[0], self.n_particles, 1, 4)
-            scalars = self.tags.to(rows.dtype).expand(rows.shape[0], -1, -1)
-            _, out = net(vectors, scalars)
-            outputs.append(out.sum(dim=-2) / self.n_particles)  # not .mean(): the exporter would name a node 'mean'
-        return torch.stack(outputs)
+    def _member(self, net: nn.Module, rows: torch.Tensor) -> torch.Tensor:
+        """One member on (B, 4n) rows: (B, 2), the output scalars averaged over the particles."""
+        vectors = rows.reshape(rows.shape[0], self.n_particles, 1, 4)
+        scalars = self.tags.to(rows.dtype).expand(rows.shape[0], -1, -1)
+        _, out = net(vectors, scalars)
+        return out.sum(dim=-2) / self.n_particles  # not .mean(): the exporter would name a node 'mean'
 
-    def width_head(self) -> list[tuple[nn.Parameter, torch.Tensor]]:
-        """Each member's last scalar layer, whose second output row is log sigma (`StackedMLP.width_head`)."""
-        heads = []
-        for net in self.nets:
-            layer = net.linear_out.linear_s
-            mask = torch.tensor([0.0, 1.0], dtype=layer.weight.dtype, device=layer.weight.device)
-            heads += [(layer.weight, mask.unsqueeze(1)), (layer.bias, mask)]
-        return heads
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.stack([self._member(net, x if x.dim() == 2 else x[k]) for k, net in enumerate(self.nets)])
+
+    def head_inputs(self, x: torch.Tensor) -> torch.Tensor:
+        """The token average of the scalars entering each member's last layer, (K, B, hidden): the token-averaged
+        output log s = mean_t(h_t . w + c) = mean_t(h_t) . w + c is linear in it (`StackedMLP.head_inputs`)."""
+        features = []
+        for k, net in enumerate(self.nets):
+            seen: list[torch.Tensor] = []
+            hook = net.linear_out.register_forward_hook(lambda _module, args, _out, seen=seen: seen.append(args[1]))
+            try:
+                self._member(net, x if x.dim() == 2 else x[k])
+            finally:
+                hook.remove()
+            features.append(seen[0].mean(dim=-2))
+        return torch.stack(features)
+
+    def width_parameters(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Copies of each member's log-sigma row of its last scalar layer, (K, hidden) and (K,)."""
+        layers = [net.linear_out.linear_s for net in self.nets]
+        return (
+            torch.stack([layer.weight[1].detach() for layer in layers]),
+            torch.stack([layer.bias[1].detach() for layer in layers]),
+        )
+
+    def set_width_parameters(self, weight: torch.Tensor, bias: torch.Tensor) -> None:
+        with torch.no_grad():
+            for k, net in enumerate(self.nets):
+                net.linear_out.linear_s.weight[1].copy_(weight[k])
+                net.linear_out.linear_s.bias[1].copy_(bias[k])
 
 
 def gaussian_nll(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

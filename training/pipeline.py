@@ -231,7 +231,7 @@ def train_surrogate(
     )
     if isinstance(model.ensemble, VariationalMLP):
         model.ensemble = model.ensemble.sample_members(config.members, config.seed)
-    if config.fit.width_epochs:  # every method's members, the Bayesian network's as drawn
+    if config.fit.width_iterations:  # every method's members, the Bayesian network's as drawn
         history.width_loss = refit_widths(model.ensemble, x_val, y_val, config.fit)
     model.double()  # evaluate, calibrate and export the trained members in float64 (see network_dtype)
     report, uncalibrated = calibrate(model, config, val, calib, test)

@@ -45,11 +45,17 @@ def save_run(run: TrainedSurrogate, folder: Path) -> Path:
     return folder
 
 
+LEGACY_WIDTH_FIELDS = ("width_epochs", "width_learning_rate")
+
+
 def load_run(folder: Path) -> TrainedSurrogate:
     folder = Path(folder)
     saved = torch.load(folder / SURROGATE_FILE, weights_only=True)
     # runs saved before the aggregation was a setting used the spread on top of the widths (and its factor)
-    config = TrainingConfig.model_validate({"aggregation": LEGACY_AGGREGATION, **saved["config"]})
+    fields = {"aggregation": LEGACY_AGGREGATION, **saved["config"]}
+    # runs saved before the width refit was a convex solve set its Adam epochs; their widths are as refit then
+    fields["fit"] = {k: v for k, v in fields.get("fit", {}).items() if k not in LEGACY_WIDTH_FIELDS}
+    config = TrainingConfig.model_validate(fields)
     test = read_dataset(folder / TEST_FILE)
     model = build_surrogate(config, test.inputs, trained=True).double()
     state = {"scatter_share": torch.zeros((), dtype=torch.float64), **saved["state"]}  # absent before it existed

@@ -94,22 +94,26 @@ def test_width_refit_moves_only_log_sigma_of_every_member():
     network = LorentzTransformerEnsemble(2, 4, 8, 1, torch.Generator().manual_seed(0)).double()
     x = torch.randn(300, 16, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
     y = torch.randn(300, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    trainable = [p.requires_grad for p in network.parameters()]  # lgatr freezes its dead and empty ones
     with torch.no_grad():
         before = network(x)
-    losses = refit_widths(network, x, y, FitConfig(width_epochs=3, batch_size=64, width_learning_rate=1e-2))
+    losses = refit_widths(network, x, y, FitConfig(width_iterations=200))
     with torch.no_grad():
         after = network(x)
     torch.testing.assert_close(after[..., 0], before[..., 0], rtol=0, atol=0)  # the means frozen
     assert float((after[..., 1] - before[..., 1]).abs().min()) > 0  # every member's width moved
-    assert len(losses) == 3 and losses[-1] < losses[0]
-    assert all(p.requires_grad for p in network.parameters())  # left trainable
+    assert len(losses) > 2 and losses[-1] < losses[0]
+    # stationary in each member's log-sigma bias at the optimum: squared pulls average 1 on the refit points
+    pulls2 = ((y - after[..., 0]) * torch.exp(-after[..., 1])) ** 2
+    np.testing.assert_allclose(pulls2.mean(dim=1).numpy(), 1.0, atol=1e-6)
+    assert [p.requires_grad for p in network.parameters()] == trainable  # left as they were
 
 
 def test_lgatr_surrogate_trains_saves_and_exports_to_onnx_matching_torch(tmp_path):
     config = _config(process="gg_gg", n_events=1_500, members=2, hidden=8, fit=FitConfig(epochs=3, seed=1))
     run = train_surrogate(config, show_progress=False)
     assert isinstance(run.model.ensemble, LorentzTransformerEnsemble)
-    assert len(run.history.width_loss) == config.fit.width_epochs  # the refit ran on these heads too
+    assert len(run.history.width_loss) > 1  # the refit ran on these heads too
     mean, sigma_stat, sigma_syst, _ = predict(run.model, run.test.momenta)
     assert np.isfinite(mean).all() and (sigma_stat > 0).all() and (sigma_syst > 0).all()
     loaded = load_run(save_run(run, tmp_path / "run"))
