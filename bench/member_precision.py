@@ -54,7 +54,11 @@ def _train(quick: bool):
     return train_surrogate(config, show_progress=False)
 
 
-def _in_process(folder: Path, x: np.ndarray, batches: list[int], threads: int, seconds: float) -> dict[int, float]:
+def in_process_rows_per_second(
+    folder: Path, x: np.ndarray, batches: list[int], threads: int, seconds: float
+) -> dict[int, float]:
+    """Rows/s of an exported version folder in the server's onnxruntime wrapper, per batch size, each batch
+    run for `seconds` after one warm-up call."""
     card = ModelCard.read(folder / "card.json")
     model = OnnxModel(folder / MODEL_FILENAME, card, RuntimeOptions(intra_op_threads=threads))
     name = card.inputs[0].name
@@ -123,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
             o: float(np.max(np.abs(out["float32"][o] - out["float64"][o]) / np.abs(out["float64"][o]))) for o in OUTPUTS
         }
         report["in_process"] = {
-            f"{d} threads={t}": _in_process(folders[d], x, batches, t, seconds)
+            f"{d} threads={t}": in_process_rows_per_second(folders[d], x, batches, t, seconds)
             for t in (0, 1)
             for d in ("float64", "float32")
         }

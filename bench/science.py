@@ -31,8 +31,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from calsurr.service.card import MODEL_FILENAME, ModelCard  # noqa: E402
-from calsurr.service.runtime import OnnxModel, RuntimeOptions  # noqa: E402
+from bench.member_precision import in_process_rows_per_second  # noqa: E402
 from calsurr.training.calibration import pulls  # noqa: E402
 from calsurr.training.data import AmplitudeDataset  # noqa: E402
 from calsurr.training.export import ExportMismatch, export_to_repository  # noqa: E402
@@ -136,20 +135,9 @@ def serving_cost(run) -> tuple[float, float, str]:
         except ExportMismatch as mismatch:
             print(f"{mismatch}: timing the graph with float64 members instead", flush=True)
             member_dtype, folder = "float64", export_to_repository(run, Path(repo), "lever", 2, member_dtype="float64")
-        card = ModelCard.read(folder / "card.json")
-        model = OnnxModel(folder / MODEL_FILENAME, card, RuntimeOptions(intra_op_threads=SERVING_THREADS))
-        name = card.inputs[0].name
-        x = np.ascontiguousarray(np.resize(run.test.inputs, (SERVING_BATCH, *run.test.inputs.shape[1:])))
-        rates = []
-        for batch in (SERVING_BATCH, 1):
-            chunk = np.ascontiguousarray(x[:batch])
-            model.run({name: chunk})  # warm
-            calls, started = 0, time.perf_counter()
-            while time.perf_counter() - started < SERVING_SECONDS:
-                model.run({name: chunk})
-                calls += 1
-            rates.append(calls / (time.perf_counter() - started))
-    return rates[0] * SERVING_BATCH, 1e6 / rates[1], member_dtype
+        x = np.resize(run.test.inputs, (SERVING_BATCH, *run.test.inputs.shape[1:]))
+        rates = in_process_rows_per_second(folder, x, [SERVING_BATCH, 1], SERVING_THREADS, SERVING_SECONDS)
+    return rates[SERVING_BATCH], 1e6 / rates[1], member_dtype
 
 
 def run_entry(

@@ -251,11 +251,11 @@ def refit_widths(
     try:
         x, y = x.to(device), y.to(device)
         with torch.no_grad():  # in float64: the optimum of a smooth convex problem, not a float32 stopping point
-            residual2 = (y.to(torch.float64) - network(x)[..., 0].to(torch.float64)) ** 2  # (K, N)
-            features = network.head_inputs(x).to(torch.float64)  # (K, N, F)
+            features, output = (t.to(torch.float64) for t in network.head_inputs(x))  # (K, N, F), (K, N, 2)
+            mu, target = output[..., 0], y.to(torch.float64)
         start = [t.to(torch.float64) for t in network.width_parameters()]
         weight, bias = (t.clone().requires_grad_(True) for t in start)
-        prior = 0.5 / residual2.shape[1]  # a unit Gaussian prior about the fit's head, per point (see above)
+        prior = 0.5 / len(target)  # a unit Gaussian prior about the fit's head, per point (see above)
         optimiser = torch.optim.LBFGS(
             [weight, bias],
             lr=1.0,
@@ -271,7 +271,7 @@ def refit_widths(
         def closure() -> torch.Tensor:
             optimiser.zero_grad()
             eta = torch.einsum("knf,kf->kn", features, weight) + bias[:, None]
-            nll = (0.5 * residual2 * torch.exp(-2.0 * eta) + eta).mean(dim=1).sum()
+            nll = gaussian_nll(torch.stack([mu, eta], dim=-1), target)
             loss = nll + prior * ((weight - start[0]) ** 2).sum()
             loss.backward()
             losses.append(nll.item() / len(bias))

@@ -63,22 +63,21 @@ class StackedMLP(nn.Module):
             self.biases.append(nn.Parameter(b))
         self.activation = ACTIVATIONS[activation]()
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = x.unsqueeze(0) if x.dim() == 2 else x
-        last = len(self.weights) - 1
-        for i, (w, b) in enumerate(zip(self.weights, self.biases)):
-            h = torch.matmul(h, w) + b
-            if i < last:
-                h = self.activation(h)
-        return h
-
-    def head_inputs(self, x: torch.Tensor) -> torch.Tensor:
-        """What the log-sigma head is linear in: the last hidden layer, (K, B, hidden); log s_k = h . w_k + c_k
-        with (w_k, c_k) = `width_parameters` (the width refit, `fit.refit_widths`)."""
+    def _hidden(self, x: torch.Tensor) -> torch.Tensor:
         h = x.unsqueeze(0) if x.dim() == 2 else x
         for w, b in zip(self.weights[:-1], self.biases[:-1]):
             h = self.activation(torch.matmul(h, w) + b)
-        return h if h.shape[0] == self.members else h.expand(self.members, -1, -1)
+        return h
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.matmul(self._hidden(x), self.weights[-1]) + self.biases[-1]
+
+    def head_inputs(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """What the log-sigma head is linear in, the last hidden layer (K, B, hidden), and the output (K, B, 2),
+        from one pass: log s_k = h . w_k + c_k with (w_k, c_k) = `width_parameters` (`fit.refit_widths`)."""
+        h = self._hidden(x)
+        output = torch.matmul(h, self.weights[-1]) + self.biases[-1]
+        return (h if h.shape[0] == self.members else h.expand(self.members, -1, -1)), output
 
     def width_parameters(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Copies of the log-sigma head, (K, hidden) and (K,): the second output column of the last layer."""
@@ -144,19 +143,20 @@ class LorentzTransformerEnsemble(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.stack([self._member(net, x if x.dim() == 2 else x[k]) for k, net in enumerate(self.nets)])
 
-    def head_inputs(self, x: torch.Tensor) -> torch.Tensor:
-        """The token average of the scalars entering each member's last layer, (K, B, hidden): the token-averaged
-        output log s = mean_t(h_t . w + c) = mean_t(h_t) . w + c is linear in it (`StackedMLP.head_inputs`)."""
-        features = []
+    def head_inputs(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The token average of the scalars entering each member's last layer, (K, B, hidden), and the output
+        (K, B, 2), from one pass: the token-averaged log s = mean_t(h_t . w + c) = mean_t(h_t) . w + c is
+        linear in it (`StackedMLP.head_inputs`)."""
+        features, outputs = [], []
         for k, net in enumerate(self.nets):
             seen: list[torch.Tensor] = []
             hook = net.linear_out.register_forward_hook(lambda _module, args, _out, seen=seen: seen.append(args[1]))
             try:
-                self._member(net, x if x.dim() == 2 else x[k])
+                outputs.append(self._member(net, x if x.dim() == 2 else x[k]))
             finally:
                 hook.remove()
             features.append(seen[0].mean(dim=-2))
-        return torch.stack(features)
+        return torch.stack(features), torch.stack(outputs)
 
     def width_parameters(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Copies of each member's log-sigma row of its last scalar layer, (K, hidden) and (K,)."""

@@ -209,7 +209,7 @@ def test_width_refit_moves_the_widths_alone_and_brings_them_to_the_held_out_erro
     # unit prior about the fit's head, (w - w_0) / N
     n = len(y_held)
     with torch.no_grad():
-        h = network.head_inputs(x_held).double()
+        h = network.head_inputs(x_held)[0].double()
         excess = 1.0 - ((y_held - after[..., 0]) * torch.exp(-after[..., 1])).double() ** 2  # (K, N)
         weight, _ = network.width_parameters()
     np.testing.assert_allclose(excess.mean(dim=1).numpy(), 0.0, atol=1e-4)
