@@ -65,9 +65,20 @@ class UncertaintySpec(_Strict):
     aggregation: Literal["ambiguity", "spread_plus_width"] = Field(
         default="spread_plus_width",
         description="'ambiguity': sigma_tot is the error of the members' average, sigma_stat^2 = V/K (what more "
-        "members would average away), sigma_syst^2 = (1 - rho) <s_k^2> (the error the members share), V the "
-        "members' variance at the point, <s_k^2> their mean squared width, rho the average of V / <s_k^2> over "
-        "validation inputs; 'spread_plus_width' (cards written before it): sigma_stat^2 = V, sigma_syst^2 = <s_k^2>",
+        "members would average away), sigma_syst^2 = min(c (W / W_0)^g, 1) W (the error the members share), V "
+        "the members' variance at the point, W = <s_k^2> their mean squared width, c, g and W_0 fitted by the "
+        "likelihood of the average's residuals on the validation split; 'spread_plus_width' (cards written "
+        "before it): sigma_stat^2 = V, sigma_syst^2 = <s_k^2>",
+    )
+    shared_share: float | None = Field(
+        default=None,
+        ge=0,
+        description="'ambiguity': c, the share of the members' mean squared width that they share at W_0 "
+        "(cards written before it was fitted: absent)",
+    )
+    share_power: float | None = Field(default=None, description="'ambiguity': g, the share's power in W / W_0")
+    share_reference_width: float | None = Field(
+        default=None, gt=0, description="'ambiguity': W_0, the validation split's median W (target-transform units)"
     )
 
 

@@ -124,14 +124,25 @@ def _check_export(differences: dict[str, float], member_dtype: MemberDtype) -> N
         raise ExportMismatch(f"ONNX with {member_dtype} members differs from torch: {detail}")
 
 
+def shared_share_fields(model: Surrogate) -> dict[str, float]:
+    """The card's record of sigma_syst's shared share (c, g, W_0), under the ambiguity aggregation."""
+    if model.aggregation != "ambiguity":
+        return {}
+    return {
+        "shared_share": float(model.shared_share),
+        "share_power": float(model.share_power),
+        "share_reference_width": float(model.share_reference_width),
+    }
+
+
 OUTPUT_DOC = {
     "mean": "the surrogate's prediction",
     "sigma_stat": "uncertainty from the finite training set (spread of the members)",
     "sigma_syst": "learned per-point uncertainty (average of the members' widths)",
     "sigma_stat ambiguity": "the part of the mean's error that more members would average away: the members' "
     "spread over sqrt(K)",
-    "sigma_syst ambiguity": "the part of the mean's error the members share (label noise, network bias): their "
-    "learned widths less the share that is their scatter",
+    "sigma_syst ambiguity": "the part of the mean's error the members share (label noise, network bias): the "
+    "share of their learned widths that the average's residuals on held-out points showed them to share",
     "sigma_tot": "sqrt(sigma_stat^2 + sigma_syst^2)",
     "member_mean": "each member's prediction, shape (batch, members)",
     "member_sigma": "each member's learned width, shape (batch, members), before recalibration",
@@ -208,6 +219,7 @@ def build_card(run: TrainedSurrogate, name: str, version: int, member_dtype: Mem
             target_transform=run.model.target_transform,
             member_dtype=member_dtype,
             aggregation=run.model.aggregation,
+            **shared_share_fields(run.model),
         ),
         domain=domain,
         calibration=run.calibration,

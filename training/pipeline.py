@@ -189,12 +189,12 @@ def generate(config: TrainingConfig) -> data.Dataset:
 def calibrate(
     model: Surrogate, config: TrainingConfig, val: data.Dataset, calib: data.Dataset, test: data.Dataset
 ) -> tuple[CalibrationReport, CalibrationReport]:
-    """After training: measure the scatter share on the validation inputs, fit the recalibration factor on the
-    calibration split (applied only if the config asks), report on the test split. Returns (served, as
-    learned)."""
+    """After training: fit the share of the widths the members share on the validation split (where the
+    widths were refit), fit the recalibration factor on the calibration split (applied only if the config
+    asks), report on the test split. Returns (served, as learned)."""
     model.recalibration.fill_(1.0)
     if model.aggregation == "ambiguity":
-        model.measure_scatter_share(torch.from_numpy(val.inputs))  # the share of the widths that is scatter
+        model.measure_shared_share(torch.from_numpy(val.inputs), torch.from_numpy(val.target))
     calib_mean, _, _, calib_sigma = predict(model, calib.inputs)
     factor = fit_recalibration_factor(calib_mean, calib_sigma, calib.target)
     uncalibrated = held_out_report(model, test, factor, applied=False)

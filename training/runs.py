@@ -48,6 +48,18 @@ def save_run(run: TrainedSurrogate, folder: Path) -> Path:
 LEGACY_WIDTH_FIELDS = ("width_epochs", "width_learning_rate")
 
 
+def _with_shared_share(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A saved state in today's terms: runs saved before the shared share was fitted hold rho, the scatter's
+    share measured without labels, and shared 1 - rho of every width (rho 0 in runs saved before it existed)."""
+    state = dict(state)
+    if "shared_share" not in state:
+        rho = state.pop("scatter_share", torch.zeros((), dtype=torch.float64))
+        state["shared_share"] = 1.0 - rho
+        state["share_power"] = torch.zeros((), dtype=torch.float64)
+        state["share_reference_width"] = torch.ones((), dtype=torch.float64)
+    return state
+
+
 def load_run(folder: Path) -> TrainedSurrogate:
     folder = Path(folder)
     saved = torch.load(folder / SURROGATE_FILE, weights_only=True)
@@ -58,8 +70,7 @@ def load_run(folder: Path) -> TrainedSurrogate:
     config = TrainingConfig.model_validate(fields)
     test = read_dataset(folder / TEST_FILE)
     model = build_surrogate(config, test.inputs, trained=True).double()
-    state = {"scatter_share": torch.zeros((), dtype=torch.float64), **saved["state"]}  # absent before it existed
-    model.load_state_dict(state)
+    model.load_state_dict(_with_shared_share(saved["state"]))
     past = saved["history"]
     history = FitHistory(past["train"], past["val"], past["best"], past.get("width", []))  # no width refit before
     return TrainedSurrogate(

@@ -3,13 +3,14 @@
 import numpy as np
 import onnxruntime as ort
 import pytest
+import torch
 
 from calsurr.service.card import CARD_FILENAME, MODEL_FILENAME, ModelCard
 from calsurr.training.export import EXPORT_RTOL, export_to_repository
 from calsurr.training.fit import FitConfig
 from calsurr.training.physics.calorimeter import FEATURE_NAMES
 from calsurr.training.pipeline import TrainingConfig, predict, train_surrogate
-from calsurr.training.runs import load_run, save_run
+from calsurr.training.runs import SURROGATE_FILE, load_run, save_run
 
 pytestmark = pytest.mark.slow
 
@@ -21,6 +22,24 @@ def test_a_saved_run_reloads_to_identical_predictions(tiny_run, tmp_path):
     np.testing.assert_array_equal(loaded.test.momenta, tiny_run.test.momenta)
     for a, b in zip(predict(loaded.model, loaded.test.momenta), predict(tiny_run.model, tiny_run.test.momenta)):
         np.testing.assert_array_equal(a, b)
+
+
+def test_a_run_saved_with_the_scatter_share_reloads_sharing_the_rest_of_every_width(tiny_run, tmp_path):
+    """Runs saved before the shared share was fitted hold rho, the scatter's share measured without labels;
+    they served sigma_syst^2 = (1 - rho) <s_k^2> and reload to serve the same."""
+    folder = save_run(tiny_run, tmp_path / "run")
+    saved = torch.load(folder / SURROGATE_FILE, weights_only=True)
+    for key in ("shared_share", "share_power", "share_reference_width"):
+        del saved["state"][key]
+    saved["state"]["scatter_share"] = torch.tensor(0.3, dtype=torch.float64)
+    torch.save(saved, folder / SURROGATE_FILE)
+    model = load_run(folder).model
+    assert (float(model.shared_share), float(model.share_power)) == pytest.approx((0.7, 0.0), abs=1e-15)
+    momenta = tiny_run.test.momenta
+    with torch.no_grad():
+        _, sigma = model.members_transformed(torch.from_numpy(momenta))
+    mean, _, sigma_syst, _ = predict(model, momenta)
+    np.testing.assert_allclose(sigma_syst, mean * np.sqrt(0.7 * (sigma.numpy() ** 2).mean(0)), rtol=1e-12)
 
 
 @pytest.mark.parametrize("method", ["deep_ensemble", "bayesian"])
