@@ -35,8 +35,8 @@ mbar = <m_k> (<.> the average over the K members). Its error, in the default agg
    the graph. The cap at 1 says the shared error is at most a member's. With g = 0 the share is one number
    for all points; measured without labels as 1 - <V / W> (the average of the scatter's share), it left
    that ensemble's pulls 0.93 wide and 68 % coverage at 77.5 % in the fifth with the smallest widths and
-   67 % in the largest; with c and g from the validation likelihood (c 0.20, g 0.17), 68.5-72.4 % in
-   every bin of the test split.
+   67 % in the largest; with c and g from the validation likelihood (c 0.18, g 0.17), 67-73 % in
+   every one of the fifteen conditional bins of the test split (bench/science.py).
 3. Why not the V of each point in 1.: a width estimates its member's expected error,
    not the error this one ensemble happens to make; V at a point is one realisation of K members, and it
    varies across phase space in patches where they happen to disagree. Subtracting it point by point from
