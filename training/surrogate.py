@@ -55,6 +55,7 @@ Identity: mean = mbar and the sigmas as they are; log: mean = exp(mbar) and each
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from itertools import combinations, permutations
 from typing import Literal
@@ -87,6 +88,11 @@ class SharedShare:
 SHARE_ITERATIONS = 200
 
 
+def shared_fraction(width: torch.Tensor, share, power, reference_width) -> torch.Tensor:
+    """min(c (W / W_0)^g, 1): the share of the members' mean squared width W that they share (module docstring)."""
+    return torch.clamp(share * torch.exp(power * torch.log(width / reference_width)), max=1.0)
+
+
 def fit_shared_share(residual: torch.Tensor, spread: torch.Tensor, width: torch.Tensor, members: int) -> SharedShare:
     """The maximum-likelihood (c, g) of residual ~ N(0, min(c (W / W_0)^g, 1) W + V / K) over held-out points,
     W_0 their median W (the lower middle value): the share of the widths the members share, which their
@@ -95,9 +101,8 @@ def fit_shared_share(residual: torch.Tensor, spread: torch.Tensor, width: torch.
     share without labels, 1 - <V / W>."""
     residual, spread, width = (t.detach().to(torch.float64) for t in (residual, spread, width))
     reference = float(width.median())
-    log_width = torch.log(width / reference)
     start = float((1.0 - spread / width).mean().clamp(0.01, 1.0))
-    log_share = torch.tensor(float(torch.log(torch.tensor(start))), dtype=torch.float64, requires_grad=True)
+    log_share = torch.tensor(math.log(start), dtype=torch.float64, requires_grad=True)
     power = torch.zeros((), dtype=torch.float64, requires_grad=True)
     optimiser = torch.optim.LBFGS(
         [log_share, power], lr=1.0, max_iter=SHARE_ITERATIONS, tolerance_grad=1e-10, line_search_fn="strong_wolfe"
@@ -107,8 +112,7 @@ def fit_shared_share(residual: torch.Tensor, spread: torch.Tensor, width: torch.
     def closure() -> torch.Tensor:
         nonlocal nll
         optimiser.zero_grad()
-        fraction = torch.clamp(torch.exp(log_share + power * log_width), max=1.0)
-        variance = fraction * width + spread / members
+        variance = shared_fraction(width, torch.exp(log_share), power, reference) * width + spread / members
         nll = 0.5 * (torch.log(variance) + residual**2 / variance).mean()
         loss = nll + 0.5 * power**2 / len(residual)
         loss.backward()
@@ -360,9 +364,8 @@ class Surrogate(nn.Module):
         return centre, stat, syst
 
     def shared_fraction(self, width: torch.Tensor) -> torch.Tensor:
-        """The share of the members' mean squared width W that they share, min(c (W / W_0)^g, 1)."""
-        power = torch.exp(self.share_power * torch.log(width / self.share_reference_width))
-        return torch.clamp(self.shared_share * power, max=1.0)
+        """The share of the members' mean squared width W that they share, with the fitted c, g and W_0."""
+        return shared_fraction(width, self.shared_share, self.share_power, self.share_reference_width)
 
     def measure_shared_share(self, inputs: torch.Tensor, target: torch.Tensor, chunk: int = 65_536) -> SharedShare:
         """Fit and set c, g and W_0 of sigma_syst (module docstring, 2.) on held-out `inputs` and their `target`
