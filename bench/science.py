@@ -91,8 +91,9 @@ class Row:
     # each member's mean squared pull in five equal-population bins of its own width (test split), averaged
     # over the members, lowest-highest bin: 1 everywhere when the widths are calibrated where they are small too
     member_pull2_by_width: tuple[float, float] = (0.0, 0.0)
-    # sigma_syst^2 = min(c (W / W_0)^g, 1) W as fitted on the validation split: (c, g); None under other aggregations
-    shared_share: tuple[float, float] | None = None
+    # sigma_syst^2 = min(c (W / W_0)^g, 1) W and sigma_stat^2 = (alpha V + (1 - alpha) rho W) / K as fitted on the
+    # validation split; None under other aggregations
+    shared_share: tuple[float, float, float] | None = None  # c, g and the spread's weight alpha
     checks: dict[str, bool] = field(default_factory=dict)
 
 
@@ -215,7 +216,9 @@ def run_entry(
     )
     row.member_pull2_by_width = member_pulls_by_width(run)
     if config.aggregation == "ambiguity":
-        row.shared_share = (float(run.model.shared_share), float(run.model.share_power))
+        row.shared_share = tuple(
+            float(b) for b in (run.model.shared_share, run.model.share_power, run.model.spread_weight)
+        )
     if measure_serving:
         row.served_rows_per_second, row.served_batch1_us, row.served_member_dtype = serving_cost(run)
     if known_spread is not None:
@@ -437,7 +440,7 @@ def markdown(rows: list[Row]) -> str:
         "pulls as learned (mean/width/cov68/cov95)",
         "68 % coverage per bin, lowest-highest",
         "member pull^2 in bins of own width",
-        "shared share c / power g",
+        "shared share c / power g / spread weight alpha",
         "fitted factor (check)",
         "pulls with the factor (mean/width/cov68)",
         "sigma_syst / known",
@@ -456,7 +459,7 @@ def markdown(rows: list[Row]) -> str:
             f"{r.pull_mean_raw:+.2f} / {r.pull_width_raw:.2f} / {r.coverage_68_raw:.2f} / {r.coverage_95_raw:.2f}",
             conditional or "-",
             "{:.2f}-{:.2f}".format(*r.member_pull2_by_width),
-            "{:.2f} / {:+.2f}".format(*r.shared_share) if r.shared_share else "-",
+            "{:.2f} / {:+.2f} / {:.2f}".format(*r.shared_share) if r.shared_share else "-",
             f"{r.recalibration_factor:.3f}",
             f"{r.pull_mean:+.2f} / {r.pull_width:.2f} / {r.coverage_68:.2f}",
             ratio,

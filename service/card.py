@@ -64,11 +64,11 @@ class UncertaintySpec(_Strict):
     )
     aggregation: Literal["ambiguity", "spread_plus_width"] = Field(
         default="spread_plus_width",
-        description="'ambiguity': sigma_tot is the error of the members' average, sigma_stat^2 = V/K (what more "
-        "members would average away), sigma_syst^2 = min(c (W / W_0)^g, 1) W (the error the members share), V "
-        "the members' variance at the point, W = <s_k^2> their mean squared width, c, g and W_0 fitted by the "
-        "likelihood of the average's residuals on the validation split; 'spread_plus_width' (cards written "
-        "before it): sigma_stat^2 = V, sigma_syst^2 = <s_k^2>",
+        description="'ambiguity': sigma_tot is the error of the members' average, sigma_stat^2 = (alpha V + "
+        "(1 - alpha) rho W) / K (what more members would average away), sigma_syst^2 = min(c (W / W_0)^g, 1) W "
+        "(the error the members share), V the members' variance at the point, W = <s_k^2> their mean squared "
+        "width, c, g, W_0, alpha and rho fitted by the likelihood of the average's residuals on the validation "
+        "split; 'spread_plus_width' (cards written before it): sigma_stat^2 = V, sigma_syst^2 = <s_k^2>",
     )
     shared_share: float | None = Field(
         default=None,
@@ -79,6 +79,16 @@ class UncertaintySpec(_Strict):
     share_power: float | None = Field(default=None, description="'ambiguity': g, the share's power in W / W_0")
     share_reference_width: float | None = Field(
         default=None, gt=0, description="'ambiguity': W_0, the validation split's median W (target-transform units)"
+    )
+    spread_weight: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        description="'ambiguity': alpha, the weight of the members' variance V at the point against what their "
+        "widths expect of it, rho W (cards written before it: absent, and the graph served V itself, alpha = 1)",
+    )
+    spread_prior_share: float | None = Field(
+        default=None, ge=0, description="'ambiguity': rho = <V / W> over the validation split"
     )
 
 

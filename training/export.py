@@ -125,13 +125,16 @@ def _check_export(differences: dict[str, float], member_dtype: MemberDtype) -> N
 
 
 def shared_share_fields(model: Surrogate) -> dict[str, float]:
-    """The card's record of sigma_syst's shared share (c, g, W_0), under the ambiguity aggregation."""
+    """The card's record of sigma_syst's shared share (c, g, W_0) and of sigma_stat's shrunk spread (alpha,
+    rho), under the ambiguity aggregation."""
     if model.aggregation != "ambiguity":
         return {}
     return {
         "shared_share": float(model.shared_share),
         "share_power": float(model.share_power),
         "share_reference_width": float(model.share_reference_width),
+        "spread_weight": float(model.spread_weight),
+        "spread_prior_share": float(model.spread_prior_share),
     }
 
 
@@ -140,7 +143,7 @@ OUTPUT_DOC = {
     "sigma_stat": "uncertainty from the finite training set (spread of the members)",
     "sigma_syst": "learned per-point uncertainty (average of the members' widths)",
     "sigma_stat ambiguity": "the part of the mean's error that more members would average away: the members' "
-    "spread over sqrt(K)",
+    "scatter at the point, their spread shrunk toward what their widths expect of it, over sqrt(K)",
     "sigma_syst ambiguity": "the part of the mean's error the members share (label noise, network bias): the "
     "share of their learned widths that the average's residuals on held-out points showed them to share",
     "sigma_tot": "sqrt(sigma_stat^2 + sigma_syst^2)",

@@ -50,13 +50,17 @@ LEGACY_WIDTH_FIELDS = ("width_epochs", "width_learning_rate")
 
 def _with_shared_share(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """A saved state in today's terms: runs saved before the shared share was fitted hold rho, the scatter's
-    share measured without labels, and shared 1 - rho of every width (rho 0 in runs saved before it existed)."""
+    share measured without labels, and shared 1 - rho of every width (rho 0 in runs saved before it existed);
+    runs saved before the spread was shrunk toward the widths served the spread itself (alpha = 1)."""
     state = dict(state)
     if "shared_share" not in state:
         rho = state.pop("scatter_share", torch.zeros((), dtype=torch.float64))
         state["shared_share"] = 1.0 - rho
         state["share_power"] = torch.zeros((), dtype=torch.float64)
         state["share_reference_width"] = torch.ones((), dtype=torch.float64)
+    if "spread_weight" not in state:
+        state["spread_weight"] = torch.ones((), dtype=torch.float64)
+        state["spread_prior_share"] = torch.zeros((), dtype=torch.float64)
     return state
 
 

@@ -61,13 +61,18 @@ def test_member_outputs_aggregate_to_the_mean(tiny_run, tmp_path):
     mean, members, widths = session.run(["mean", "member_mean", "member_sigma"], {"momenta": tiny_run.test.momenta})
     assert members.shape == widths.shape == (len(mean), 3)
     np.testing.assert_allclose(mean, np.exp(np.log(members).mean(axis=1)), rtol=1e-12)  # log-space average
-    # the card's c, g and W_0 give sigma_syst from the members' widths, as the graph computes it
+    # the card's c, g and W_0 give sigma_syst from the members' widths, and its alpha and rho sigma_stat from
+    # their spread and widths, as the graph computes them
     u = card.uncertainty
     assert u.aggregation == "ambiguity" and u.shared_share > 0 and u.share_reference_width > 0
-    (sigma_syst,) = session.run(["sigma_syst"], {"momenta": tiny_run.test.momenta})
+    assert 0 < u.spread_weight < 1 and u.spread_prior_share > 0
+    sigma_stat, sigma_syst = session.run(["sigma_stat", "sigma_syst"], {"momenta": tiny_run.test.momenta})
     width = ((widths / members) ** 2).mean(axis=1)  # <s_k^2> in log space
     share = np.minimum(u.shared_share * (width / u.share_reference_width) ** u.share_power, 1.0)
     np.testing.assert_allclose(sigma_syst, mean * np.sqrt(share * width), rtol=1e-5)
+    spread = np.log(members).var(axis=1, ddof=1)
+    scatter = u.spread_weight * spread + (1 - u.spread_weight) * u.spread_prior_share * width
+    np.testing.assert_allclose(sigma_stat, mean * np.sqrt(scatter / members.shape[1]), rtol=1e-5)
     assert tiny_run.model.output_names == ("mean", "sigma_stat", "sigma_syst", "sigma_tot")  # option reset
 
 

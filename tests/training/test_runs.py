@@ -26,10 +26,10 @@ def test_a_saved_run_reloads_to_identical_predictions(tiny_run, tmp_path):
 
 def test_a_run_saved_with_the_scatter_share_reloads_sharing_the_rest_of_every_width(tiny_run, tmp_path):
     """Runs saved before the shared share was fitted hold rho, the scatter's share measured without labels;
-    they served sigma_syst^2 = (1 - rho) <s_k^2> and reload to serve the same."""
+    they served sigma_syst^2 = (1 - rho) <s_k^2> and sigma_stat^2 = V / K, and reload to serve the same."""
     folder = save_run(tiny_run, tmp_path / "run")
     saved = torch.load(folder / SURROGATE_FILE, weights_only=True)
-    for key in ("shared_share", "share_power", "share_reference_width"):
+    for key in ("shared_share", "share_power", "share_reference_width", "spread_weight", "spread_prior_share"):
         del saved["state"][key]
     saved["state"]["scatter_share"] = torch.tensor(0.3, dtype=torch.float64)
     torch.save(saved, folder / SURROGATE_FILE)
@@ -37,9 +37,10 @@ def test_a_run_saved_with_the_scatter_share_reloads_sharing_the_rest_of_every_wi
     assert (float(model.shared_share), float(model.share_power)) == pytest.approx((0.7, 0.0), abs=1e-15)
     momenta = tiny_run.test.momenta
     with torch.no_grad():
-        _, sigma = model.members_transformed(torch.from_numpy(momenta))
-    mean, _, sigma_syst, _ = predict(model, momenta)
+        mu, sigma = model.members_transformed(torch.from_numpy(momenta))
+    mean, sigma_stat, sigma_syst, _ = predict(model, momenta)
     np.testing.assert_allclose(sigma_syst, mean * np.sqrt(0.7 * (sigma.numpy() ** 2).mean(0)), rtol=1e-12)
+    np.testing.assert_allclose(sigma_stat, mean * np.sqrt(mu.numpy().var(0, ddof=1) / len(mu)), rtol=1e-12)
 
 
 @pytest.mark.parametrize("method", ["deep_ensemble", "bayesian"])

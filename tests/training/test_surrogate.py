@@ -69,22 +69,34 @@ def test_aggregation_is_the_error_of_the_members_average():
     assert share.reference_width == pytest.approx(np.quantile(width, 0.5, method="lower"), rel=1e-12)
     assert share.share > 0
     assert (float(model.shared_share), float(model.share_power)) == (share.share, share.power)
+    assert (float(model.spread_weight), float(model.spread_prior_share)) == (
+        share.spread_weight,
+        share.spread_prior_share,
+    )
+    assert share.spread_prior_share == pytest.approx(np.mean(spread / width), rel=1e-12)
+    assert 0 < share.spread_weight < 1
     fraction = np.minimum(share.share * (width / share.reference_width) ** share.power, 1.0)
+    alpha, rho = share.spread_weight, share.spread_prior_share
     np.testing.assert_allclose(mean, np.exp(mu.mean(0)), rtol=1e-12)
-    np.testing.assert_allclose(sigma_stat, 1.5 * mean * np.sqrt(spread / k), rtol=1e-10)
+    np.testing.assert_allclose(
+        sigma_stat, 1.5 * mean * np.sqrt((alpha * spread + (1 - alpha) * rho * width) / k), rtol=1e-10
+    )
     np.testing.assert_allclose(sigma_syst, 1.5 * mean * np.sqrt(fraction * width), rtol=1e-10)
     np.testing.assert_allclose(sigma_tot, np.hypot(sigma_stat, sigma_syst), rtol=1e-12)
-    # the fitted share is the likelihood's optimum over the 40 points: any other (c, g) fits them worse
+    # the fit is the likelihood's optimum over the 40 points: any other (c, g, alpha) fits them worse
     residual = mu.mean(0) - np.log(target.numpy())
 
-    def nll(c: float, g: float) -> float:
-        variance = np.minimum(c * (width / share.reference_width) ** g, 1.0) * width + spread / k
-        return 0.5 * float(np.mean(np.log(variance) + residual**2 / variance)) + 0.5 * g**2 / len(width)
+    def nll(c: float, g: float, a: float) -> float:
+        scatter = a * spread + (1 - a) * rho * width
+        variance = np.minimum(c * (width / share.reference_width) ** g, 1.0) * width + scatter / k
+        logit = np.log(a / (1 - a))
+        return 0.5 * float(np.mean(np.log(variance) + residual**2 / variance)) + 0.5 * (g**2 + logit**2) / len(width)
 
-    best = nll(share.share, share.power)
-    assert best == pytest.approx(share.nll + 0.5 * share.power**2 / 40, rel=1e-9)
-    for dc, dg in ((1.05, 0), (0.95, 0), (1, 0.05), (1, -0.05)):
-        assert nll(share.share * dc, share.power + dg) > best
+    best = nll(share.share, share.power, alpha)
+    logit = np.log(alpha / (1 - alpha))
+    assert best == pytest.approx(share.nll + 0.5 * (share.power**2 + logit**2) / 40, rel=1e-9)
+    for dc, dg, da in ((1.05, 0, 0), (0.95, 0, 0), (1, 0.05, 0), (1, -0.05, 0), (1, 0, 0.05), (1, 0, -0.05)):
+        assert nll(share.share * dc, share.power + dg, 1 / (1 + np.exp(-logit - da))) > best
 
 
 def _shared_and_own(rng, width, share, k):
@@ -100,25 +112,54 @@ def _fit(members, width):
     return fit_shared_share(*t, len(members)), spread, error
 
 
+def _variance(share, spread, width, k):
+    """sigma_tot^2 in the fitted aggregation: the shared share of the widths plus the shrunk spread over K."""
+    fraction = np.minimum(share.share * (width / share.reference_width) ** share.power, 1.0)
+    scatter = share.spread_weight * spread + (1 - share.spread_weight) * share.spread_prior_share * width
+    return fraction * width + scatter / k
+
+
 def test_ambiguity_makes_calibrated_members_give_a_calibrated_average():
     """Members whose widths are their own rms errors: sigma_tot is the rms error of their average, in every
-    regime of shared error against scatter, and the spread added on top of the widths is too wide."""
+    regime of shared error against scatter, and the spread added on top of the widths is too wide. The
+    widths know each point's scatter exactly here, so V from K values adds only its sampling noise: alpha
+    comes out near 0, where alpha = 1 (the spread itself) leaves the pulls Student-t-like and too wide."""
     rng = np.random.default_rng(0)
     k, n = 8, 200_000
-    # shared^2 / scatter^2 from 2.8 to 0.36 (gg -> ggg: 0.37 for the K = 8 ensemble, 1.9-3.9 for smaller runs);
-    # where the scatter dominates further, V / K from K values makes the pulls Student-t-like (width 1.13 at 0.01)
-    for shared, scatter in ((1.0, 0.6), (0.6, 1.0)):
+    # shared^2 / scatter^2 from 2.8 to 0.01 (gg -> ggg: 0.37 for the K = 8 ensemble, 1.9-3.9 for smaller runs)
+    for shared, scatter in ((1.0, 0.6), (0.6, 1.0), (0.1, 1.0)):
         width = np.full(n, shared**2 + scatter**2)  # E[(m_k - y)^2], what each member's likelihood fits
         members = _shared_and_own(rng, width, shared**2 / width, k)
         share, spread, error = _fit(members, width)
-        # the share b^2 / W, up to what the fit takes on for the noise of V from K values (4 % where V dominates)
-        assert share.share == pytest.approx(shared**2 / width[0], rel=0.05) and abs(share.power) < 0.05
-        sigma_tot2 = spread / k + share.share * width
+        assert share.share == pytest.approx(shared**2 / width[0], rel=0.02) and abs(share.power) < 0.05
+        if scatter > shared:  # where the shared error dominates, V / K hardly counts and alpha hardly matters
+            assert share.spread_weight < 0.1, (shared, scatter)
         assert np.mean(error**2) == pytest.approx(shared**2 + scatter**2 / k, rel=0.01)
-        pull = error / np.sqrt(sigma_tot2)
+        pull = error / np.sqrt(_variance(share, spread, width, k))
         assert np.std(pull) == pytest.approx(1.0, abs=0.02), (shared, scatter)
         assert np.mean(np.abs(pull) < 1) == pytest.approx(0.6827, abs=0.01), (shared, scatter)
         assert np.std(error / np.sqrt(spread + width)) < 0.8  # the spread on top of the widths counts it twice
+    unshrunk = error / np.sqrt(share.share * width + spread / k)
+    assert np.std(unshrunk) > 1.1  # b^2 / v = 0.01: V's sampling noise, taken at its word, widens the pulls
+
+
+def test_the_spread_is_believed_where_it_knows_what_the_widths_do_not():
+    """Members whose own scatter varies from point to point by a factor the widths do not see (one width for
+    all points, the scatter log-normal about it): V holds what the likelihood needs, alpha comes out near 1,
+    and the 68 % interval covers 68 % in every fifth of V; the widths' expectation alone (alpha = 0) covers too
+    much where V is small and too little where it is large."""
+    rng = np.random.default_rng(3)
+    k, n = 8, 200_000
+    scatter = 0.8 * np.exp(rng.normal(-0.5, 1.0, n))  # v, mean 0.8
+    members = 0.2 * rng.standard_normal(n) + np.sqrt(scatter) * rng.standard_normal((k, n))
+    width = np.full(n, 1.0)
+    share, spread, error = _fit(members, width)
+    assert share.spread_weight > 0.8  # short of 1: V from 8 values is still noisy about a v that varies
+    covered = _coverage_by_width(error, np.sqrt(_variance(share, spread, width, k)), spread)
+    assert all(0.65 < c < 0.72 for c in covered), covered
+    widths_only = np.sqrt(share.share * width + share.spread_prior_share * width / k)
+    covered = _coverage_by_width(error, widths_only, spread)
+    assert covered[0] > 0.85 and covered[-1] < 0.60, covered
 
 
 def _coverage_by_width(error, sigma, width, bins=5):
@@ -142,8 +183,7 @@ def test_the_shared_share_follows_the_width_where_a_single_share_misses_the_bins
     # as in the flat case, the fit takes on a little for the noise of V from K values where V dominates
     assert share.power == pytest.approx(0.2, abs=0.04)
     assert share.share == pytest.approx(0.25 * reference**0.2, rel=0.08)
-    fitted = np.minimum(share.share * (width / share.reference_width) ** share.power, 1.0)
-    covered = _coverage_by_width(error, np.sqrt(fitted * width + spread / k), width)
+    covered = _coverage_by_width(error, np.sqrt(_variance(share, spread, width, k)), width)
     assert all(0.67 < c < 0.70 for c in covered), covered
     single = 1 - np.mean(spread / width)
     covered = _coverage_by_width(error, np.sqrt(single * width + spread / k), width)
