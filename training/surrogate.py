@@ -48,15 +48,15 @@ mbar = <m_k> (<.> the average over the K members). Its error, in the default agg
    say) gets a larger sigma_tot; but V from K values estimates v with a relative error sqrt(2 / (K - 1)),
    82 % at K = 4, and for Gaussian members the average's own deviation is independent of V, so V used as it
    is makes the pulls too narrow where V came out high and too wide where it came out low (the trained
-   K = 4 gg -> ggg repulsive ensemble: pulls 0.97 wide, coverage 66-73 % over the bins of sigma_tot). The
+   K = 4 gg -> ggg repulsive ensemble: pulls 0.965 wide, coverage 67-73 % over the bins of sigma_tot). The
    widths hold a second estimate, an expectation: v is on average rho W, rho = <V / W> over the split. So
    sigma_stat^2 = (alpha V + (1 - alpha) rho W) / K, the posterior mean of v when the widths' estimate is a
    conjugate prior worth nu_0 = (K - 1)(1 - alpha) / alpha members' scatter (`shrunk_spread`); alpha is
    fitted with c and g by the same likelihood, so it is 1 where V tells the likelihood what the widths
-   cannot and 0 where V is pure sampling noise about rho W. On that ensemble alpha came out 0.47 (nu_0 3.4)
+   cannot and 0 where V is pure sampling noise about rho W. On that ensemble alpha came out 0.46 (nu_0 3.5)
    and the test pulls 0.99 wide, 66-71 % in every bin. A Gaussian toy at K = 8 where the widths are exact
    fits alpha ~ 0 and unit pulls however much the scatter dominates the shared error; fixing alpha = 1
-   there widens them (1.04 at b^2 / v = 0.09, 1.13 at 0.01).
+   there widens them (1.04 at b^2 / v = 0.09, 1.14 at 0.01).
 
 Identity: mean = mbar and the sigmas as they are; log: mean = exp(mbar) and each sigma times mean
 (first-order propagation, so sigma/mean is a relative uncertainty). Both sigmas are multiplied by
@@ -415,12 +415,19 @@ class Surrogate(nn.Module):
                 spread.append(mu.var(0, unbiased=True))
                 width.append((sigma**2).mean(0))
         share = fit_shared_share(torch.cat(residual), torch.cat(spread), torch.cat(width), self.members)
-        self.shared_share.fill_(share.share)
-        self.share_power.fill_(share.power)
-        self.share_reference_width.fill_(share.reference_width)
-        self.spread_weight.fill_(share.spread_weight)
-        self.spread_prior_share.fill_(share.spread_prior_share)
+        self.set_shared_share(share)
         return share
+
+    def set_shared_share(self, share: SharedShare) -> None:
+        """Hold a fitted share in the graph's buffers: what sigma_syst and sigma_stat are computed with."""
+        for buffer, value in (
+            (self.shared_share, share.share),
+            (self.share_power, share.power),
+            (self.share_reference_width, share.reference_width),
+            (self.spread_weight, share.spread_weight),
+            (self.spread_prior_share, share.spread_prior_share),
+        ):
+            buffer.fill_(value)
 
     def forward(self, inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
         mu, sigma = self.members_transformed(inputs.to(torch.float64))

@@ -200,9 +200,7 @@ def test_the_shared_share_is_at_most_each_members_width():
     members = error + 1e-3 * np.sqrt(width) * rng.standard_normal((k, n))
     share, _, _ = _fit(members, width)
     model, p = _members_model()
-    model.shared_share.fill_(share.share)
-    model.share_power.fill_(share.power)
-    model.share_reference_width.fill_(share.reference_width)
+    model.set_shared_share(share)
     fraction = model.shared_fraction(torch.from_numpy(width)).numpy()
     assert share.share > 1 and fraction.max() == 1.0 and np.mean(fraction == 1.0) > 0.5
 
